@@ -1,0 +1,89 @@
+//! The affinity cookie: finding it in a request and building the `Set-Cookie` that pins a color.
+//!
+//! The cookie's value is the color's name, so any replica can honour it without shared state.
+//! Anything else (garbage, another color's old name) simply fails to match and is re-assigned.
+
+use cookie::{Cookie, SameSite};
+use http::HeaderValue;
+use pingora_http::RequestHeader;
+
+/// The value of cookie `name` in the request's `Cookie` headers, if present and readable.
+pub fn find<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
+    for header in req.headers.get_all(http::header::COOKIE) {
+        // A header that is not UTF-8 is garbage to us: re-assign rather than fail the request.
+        let Ok(text) = header.to_str() else { continue };
+        for c in Cookie::split_parse(text).flatten() {
+            if c.name() == name {
+                // `value_raw` borrows from the header itself (quotes included, which no color has).
+                return c.value_raw().map(str::as_bytes);
+            }
+        }
+    }
+    None
+}
+
+/// The `Set-Cookie` value that pins a session to `color`.
+pub fn set_cookie(name: &str, color: &str, max_age: std::time::Duration) -> HeaderValue {
+    let max_age =
+        cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+    let c = Cookie::build((name, color))
+        .path("/")
+        .max_age(max_age)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .build();
+    // Names and colors were validated as header-safe tokens, so this cannot fail.
+    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cookies: &[&[u8]]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for c in cookies {
+            r.append_header("cookie", HeaderValue::from_bytes(c).unwrap())
+                .unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn finds_the_cookie_among_others() {
+        let r = req(&[b"a=1; blueshift=green; b=2"]);
+        assert_eq!(find(&r, "blueshift"), Some(&b"green"[..]));
+    }
+
+    #[test]
+    fn finds_the_cookie_in_a_second_header() {
+        let r = req(&[b"session=abc", b"blueshift=blue"]);
+        assert_eq!(find(&r, "blueshift"), Some(&b"blue"[..]));
+    }
+
+    #[test]
+    fn missing_or_unreadable_cookies_are_none() {
+        assert_eq!(find(&req(&[]), "blueshift"), None);
+        assert_eq!(find(&req(&[b"other=1"]), "blueshift"), None);
+        assert_eq!(find(&req(&[b"\xffblueshift=green"]), "blueshift"), None);
+        assert_eq!(find(&req(&[b";;;==;"]), "blueshift"), None);
+    }
+
+    #[test]
+    fn garbage_values_come_back_verbatim_for_the_split_to_reject() {
+        let r = req(&[b"blueshift=%%%zz"]);
+        assert_eq!(find(&r, "blueshift"), Some(&b"%%%zz"[..]));
+        let r = req(&[b"blueshift="]);
+        assert_eq!(find(&r, "blueshift"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn set_cookie_has_every_attribute() {
+        let v = set_cookie("blueshift", "green", std::time::Duration::from_secs(3600));
+        let s = v.to_str().unwrap();
+        assert!(s.starts_with("blueshift=green"), "{s}");
+        for attr in ["Path=/", "Max-Age=3600", "HttpOnly", "SameSite=Lax"] {
+            assert!(s.contains(attr), "{s} lacks {attr}");
+        }
+    }
+}

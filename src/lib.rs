@@ -1,0 +1,74 @@
+//! blueshift: a programmable edge load balancer for shipping new ML models without hurting
+//! users. It splits traffic between model versions ("colors") by weight, pins sessions,
+//! and is driven by a hot-reloaded YAML policy. Built on Cloudflare's Pingora.
+//!
+//! # Layout
+//! - [`policy`]: the YAML policy: `file` mirrors it, the module root holds validated types.
+//! - [`split`]: pure color choice (weights, header hashing, cookie pins, overrides).
+//! - [`affinity`]: the affinity cookie, read and written.
+//! - [`state`]: the [`state::Snapshot`] the request path reads, behind one `ArcSwap`.
+//! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99).
+//! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase.
+//! - [`supervisor`]: the single writer of snapshots.
+//! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, actions).
+//! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`server`]: wiring the services into a Pingora server.
+//! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
+//! - [`cli`]: `blueshift check` and the admin client commands.
+//! - [`demo`]: `blueshift demo`.
+
+pub mod admin;
+pub mod affinity;
+pub mod cli;
+pub mod demo;
+pub mod metrics;
+pub mod model_server;
+pub mod outcomes;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod split;
+pub mod state;
+pub mod supervisor;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Control-plane errors: each displays as one readable sentence (or one line per problem).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy file is invalid or unreadable.
+    #[error("{}", policy_lines(path, problems))]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// Everything wrong with it.
+        problems: policy::Problems,
+    },
+    /// A listener cannot be opened.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Pingora refused to start.
+    #[error("cannot start the server: {0}")]
+    Pingora(String),
+    /// Anything else, already phrased for a person.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn policy_lines(path: &std::path::Path, problems: &policy::Problems) -> String {
+    problems
+        .0
+        .iter()
+        .map(|p| match p.at {
+            Some(_) => format!("{}:{p}", path.display()),
+            None => format!("{}: {p}", path.display()),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

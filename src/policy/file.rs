@@ -1,0 +1,128 @@
+//! The serde mirror of the policy YAML: every key the file may hold, nothing more.
+//!
+//! Values that validation has to point at are [`Spanned`], so a problem found after parsing
+//! (an unknown color, a bad duration) still reports the `line:column` it came from. Nothing
+//! here is interpreted: durations, addresses and names stay strings until `policy::validate`.
+
+use indexmap::IndexMap;
+use marked_yaml::Spanned;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// A spanned string, the most common leaf.
+pub type Text = Spanned<String>;
+
+/// The whole policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub listen: Option<Spanned<Listen>>,
+    pub admin: Option<Text>,
+    pub colors: Option<Spanned<IndexMap<Text, ColorFile>>>,
+    pub stable: Option<Text>,
+    pub split: Option<Spanned<IndexMap<Text, Spanned<i64>>>>,
+    pub affinity: Option<Spanned<AffinityFile>>,
+    pub override_header: Option<Text>,
+    pub health: Option<HealthFile>,
+    pub rollback: Option<RollbackFile>,
+    pub rollout: Option<Spanned<RolloutFile>>,
+    pub timeouts: Option<TimeoutsFile>,
+    pub state_file: Option<Text>,
+    pub access_log: Option<Spanned<bool>>,
+}
+
+/// `listen` takes one address or a list of them.
+#[derive(Debug)]
+pub struct Listen(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Listen;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an address or a list of addresses")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Listen, E> {
+                Ok(Listen(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listen, A::Error> {
+                let mut out = Vec::new();
+                while let Some(addr) = seq.next_element::<String>()? {
+                    out.push(addr);
+                }
+                Ok(Listen(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One color: a pool of backends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColorFile {
+    pub backends: Option<Spanned<Vec<BackendFile>>>,
+}
+
+/// One backend of a color.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    pub addr: Text,
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// `affinity:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityFile {
+    pub cookie: Option<Text>,
+    pub max_age: Option<Text>,
+    pub header: Option<Text>,
+}
+
+/// `health:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    pub path: Option<Text>,
+    pub interval: Option<Text>,
+    pub timeout: Option<Text>,
+    pub healthy_after: Option<Spanned<i64>>,
+    pub unhealthy_after: Option<Spanned<i64>>,
+}
+
+/// `rollback:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackFile {
+    pub max_error_rate: Option<Spanned<f64>>,
+    pub max_p99_latency: Option<Text>,
+    pub window: Option<Text>,
+    pub min_requests: Option<Spanned<i64>>,
+}
+
+/// `rollout:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutFile {
+    pub candidate: Text,
+    pub steps: Spanned<Vec<StepFile>>,
+}
+
+/// One rollout step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    pub weight: Spanned<i64>,
+    pub hold: Text,
+}
+
+/// `timeouts:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    pub connect: Option<Text>,
+    pub read: Option<Text>,
+}

@@ -1,0 +1,181 @@
+//! The routing policy: validated types the rest of blueshift works with.
+//!
+//! `file` mirrors the YAML; [`Policy::parse`] turns it into these types or into every problem
+//! the file has, each with the `line:column` it was found at. Nothing downstream of this module
+//! sees a raw string from the file.
+
+pub mod file;
+mod load;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+
+pub use load::{parse, read_file};
+
+/// A validated routing policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Proxy listener addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Admin API and `/metrics` listener.
+    pub admin: SocketAddr,
+    /// Colors in file order; indexes into this are used everywhere else.
+    pub colors: Vec<Color>,
+    /// Index of the stable color.
+    pub stable: usize,
+    /// Split weight per color (same order as `colors`), before health and rollback.
+    pub split: Vec<u32>,
+    /// Session affinity, if configured.
+    pub affinity: Option<Affinity>,
+    /// Header that forces a color, if configured.
+    pub override_header: Option<HeaderName>,
+    /// Active health checks.
+    pub health: Health,
+    /// Automatic rollback limits.
+    pub rollback: RollbackLimits,
+    /// Progressive rollout of one candidate, if configured.
+    pub rollout: Option<Rollout>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Where rollback/rollout state survives restarts.
+    pub state_file: Option<PathBuf>,
+    /// Log one line per proxied request.
+    pub access_log: bool,
+}
+
+/// A named pool of backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Color {
+    /// Matches `[a-z0-9-]+`.
+    pub name: String,
+    /// At least one.
+    pub backends: Vec<BackendSpec>,
+}
+
+/// One backend of a color.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Weight inside the pool, at least 1.
+    pub weight: u32,
+}
+
+/// Cookie and/or header session affinity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Affinity {
+    /// Cookie that pins a session to a color.
+    pub cookie: Option<String>,
+    /// `Max-Age` of that cookie.
+    pub max_age: Duration,
+    /// Header whose value is hashed to a color (same on every replica).
+    pub header: Option<HeaderName>,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// Path probed with `GET`.
+    pub path: String,
+    /// Time between probes of one backend.
+    pub interval: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+    /// Consecutive passes to become healthy.
+    pub healthy_after: u32,
+    /// Consecutive failures to become unhealthy.
+    pub unhealthy_after: u32,
+}
+
+/// Limits that roll a non-stable color back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackLimits {
+    /// Share of 5xx and proxy errors over the window, in 0..=1.
+    pub max_error_rate: f64,
+    /// p99 latency over the window.
+    pub max_p99_latency: Duration,
+    /// Sliding window length.
+    pub window: Duration,
+    /// Below this many requests in the window, rates do not judge.
+    pub min_requests: u64,
+}
+
+/// A progressive rollout of one candidate color.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// Index of the candidate color (never the stable one).
+    pub candidate: usize,
+    /// At least one step.
+    pub steps: Vec<Step>,
+}
+
+/// One rollout step: the candidate's percent and how long to hold it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// 0..=100.
+    pub weight: u32,
+    /// How long this step lasts before the next begins.
+    pub hold: Duration,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    /// TCP connect timeout.
+    pub connect: Duration,
+    /// Time to wait for each read from the upstream.
+    pub read: Duration,
+}
+
+impl Policy {
+    /// Index of the color with this name.
+    pub fn color_index(&self, name: &str) -> Option<usize> {
+        self.colors.iter().position(|c| c.name == name)
+    }
+
+    /// Name of the stable color.
+    pub fn stable_name(&self) -> &str {
+        &self.colors[self.stable].name
+    }
+}
+
+/// One thing wrong with a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `(line, column)`, 1-based, where the YAML gives one.
+    pub at: Option<(usize, usize)>,
+    /// A short lowercase sentence.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, col)) => write!(f, "{line}:{col}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every problem a policy file has, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}

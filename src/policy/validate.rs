@@ -1,0 +1,504 @@
+//! The semantic checks: from [`PolicyFile`] to [`Policy`], recording every problem found.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::HeaderName;
+use marked_yaml::{Span, Spanned};
+
+use super::file::{self, PolicyFile, Text};
+use super::{
+    Affinity, BackendSpec, Color, Health, Policy, Problem, RollbackLimits, Rollout, Step, Timeouts,
+};
+
+/// Collects problems; each check reports and carries on.
+struct Checker<'a> {
+    problems: &'a mut Vec<Problem>,
+}
+
+fn at(span: &Span) -> Option<(usize, usize)> {
+    span.start().map(|m| (m.line(), m.column()))
+}
+
+impl Checker<'_> {
+    fn report(&mut self, span: &Span, message: String) {
+        self.problems.push(Problem {
+            at: at(span),
+            message,
+        });
+    }
+
+    fn duration(&mut self, key: &str, v: Option<&Text>, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.report(v.span(), format!("{key} must be longer than zero"));
+                default
+            }
+            Ok(d) => d,
+            Err(_) => {
+                self.report(
+                    v.span(),
+                    format!(
+                        "{key}: `{}` is not a duration (write e.g. 500ms, 30s, 1h)",
+                        &**v
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, v: Option<&Spanned<i64>>, default: u32, min: i64) -> u32 {
+        let Some(v) = v else { return default };
+        match u32::try_from(**v) {
+            Ok(n) if i64::from(n) >= min => n,
+            _ => {
+                self.report(
+                    v.span(),
+                    format!("{key} must be a whole number >= {min}, not {}", **v),
+                );
+                default
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, v: &Spanned<String>, span: &Span) -> Option<SocketAddr> {
+        match resolve(v) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                self.report(span, format!("{key}: `{}` {why}", &**v));
+                None
+            }
+        }
+    }
+
+    fn header(&mut self, key: &str, v: &Text) -> Option<HeaderName> {
+        match HeaderName::from_bytes(v.trim().as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.report(
+                    v.span(),
+                    format!("{key}: `{}` is not a valid header name", &**v),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `host:port`, where host is an IP or a name that resolves now.
+fn resolve(v: &str) -> Result<SocketAddr, &'static str> {
+    let v = v.trim();
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = v.rsplit_once(':') else {
+        return Err("is not host:port");
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return Err("has no valid port (1-65535)"),
+        Ok(_) => {}
+    }
+    match v.to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(a)) => Ok(a),
+        _ => Err("does not resolve to an address"),
+    }
+}
+
+fn valid_color_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn valid_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Returns the policy if the file made one; problems are appended either way.
+pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Policy> {
+    let mut c = Checker { problems };
+    // Missing keys have no position of their own.
+    let top = Span::new_blank();
+
+    let listen = match &f.listen {
+        None => {
+            c.report(
+                &top,
+                "`listen` is required (e.g. listen: 127.0.0.1:8080)".into(),
+            );
+            vec![]
+        }
+        Some(l) if l.0.is_empty() => {
+            c.report(l.span(), "listen: give at least one address".into());
+            vec![]
+        }
+        Some(l) => {
+            l.0.iter()
+                .filter_map(|a| {
+                    c.socket_addr(
+                        "listen",
+                        &Spanned::new(l.span().clone(), a.clone()),
+                        l.span(),
+                    )
+                })
+                .collect()
+        }
+    };
+    let admin = match &f.admin {
+        Some(a) => c.socket_addr("admin", a, a.span()),
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+    };
+
+    let mut colors = Vec::new();
+    match &f.colors {
+        None => c.report(
+            &top,
+            "`colors` is required: name at least one pool of backends".into(),
+        ),
+        Some(map) if map.is_empty() => {
+            c.report(map.span(), "colors: name at least one color".into())
+        }
+        Some(map) => {
+            for (name, color) in map.iter() {
+                colors.push(color_spec(&mut c, name, color));
+            }
+        }
+    }
+    let index = |name: &str| colors.iter().position(|col: &Color| col.name == name);
+
+    let stable = match (&f.stable, colors.len()) {
+        (Some(s), _) => match index(s.trim()) {
+            Some(i) => Some(i),
+            None => {
+                c.report(s.span(), format!("stable: there is no color `{}`", &**s));
+                None
+            }
+        },
+        (None, 1) => Some(0),
+        (None, 0) => None,
+        (None, _) => {
+            c.report(&top, "`stable` is required with 2 or more colors: name the color that takes the traffic of a rolled-back one".into());
+            None
+        }
+    };
+
+    let mut split = vec![0u32; colors.len()];
+    match &f.split {
+        Some(map) => {
+            for (name, w) in map.iter() {
+                let i = index(name.trim());
+                if i.is_none() {
+                    c.report(
+                        name.span(),
+                        format!("split: there is no color `{}`", &**name),
+                    );
+                }
+                let w = match u32::try_from(**w) {
+                    Ok(w) => w,
+                    Err(_) => {
+                        c.report(
+                            w.span(),
+                            format!(
+                                "split: weight of `{}` must be a whole number >= 0, not {}",
+                                &**name, **w
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                if let Some(i) = i {
+                    split[i] = w;
+                }
+            }
+            if !map.is_empty() && map.values().all(|w| **w == 0) {
+                c.report(
+                    map.span(),
+                    "split: at least one color needs a weight above 0".into(),
+                );
+            }
+            if map.is_empty() {
+                c.report(map.span(), "split: give each color a weight".into());
+            }
+        }
+        None if colors.len() == 1 => split[0] = 100,
+        None if colors.len() > 1 => c.report(
+            &top,
+            "`split` is required with 2 or more colors (e.g. split: {blue: 90, green: 10})".into(),
+        ),
+        None => {}
+    }
+
+    let affinity = f.affinity.as_ref().map(|a| affinity(&mut c, a));
+    let override_header = f
+        .override_header
+        .as_ref()
+        .and_then(|h| c.header("override_header", h));
+    let health = health(&mut c, f.health.as_ref());
+    let rollback = rollback(&mut c, f.rollback.as_ref());
+    let rollout = f
+        .rollout
+        .as_ref()
+        .and_then(|r| rollout(&mut c, r, &colors, stable));
+    let timeouts = Timeouts {
+        connect: c.duration(
+            "timeouts.connect",
+            f.timeouts.as_ref().and_then(|t| t.connect.as_ref()),
+            Duration::from_secs(2),
+        ),
+        read: c.duration(
+            "timeouts.read",
+            f.timeouts.as_ref().and_then(|t| t.read.as_ref()),
+            Duration::from_secs(60),
+        ),
+    };
+    let state_file = f.state_file.as_ref().and_then(|s| {
+        if s.trim().is_empty() {
+            c.report(s.span(), "state_file: give a path".into());
+            None
+        } else {
+            Some(PathBuf::from(s.trim()))
+        }
+    });
+
+    Some(Policy {
+        listen,
+        admin: admin?,
+        stable: stable?,
+        colors,
+        split,
+        affinity: affinity.flatten(),
+        override_header,
+        health,
+        rollback,
+        rollout,
+        timeouts,
+        state_file,
+        access_log: f.access_log.map(|b| *b).unwrap_or(false),
+    })
+}
+
+fn color_spec(c: &mut Checker, name: &Text, color: &file::ColorFile) -> Color {
+    if !valid_color_name(name) {
+        c.report(
+            name.span(),
+            format!("color `{}`: names use only a-z, 0-9 and -", &**name),
+        );
+    }
+    let mut backends: Vec<BackendSpec> = Vec::new();
+    match &color.backends {
+        Some(list) if !list.is_empty() => {
+            for b in list.iter() {
+                let weight = c.count(
+                    &format!("colors.{}: backend weight", &**name),
+                    b.weight.as_ref(),
+                    1,
+                    0,
+                );
+                let Some(addr) = c.socket_addr(
+                    &format!("colors.{}: backend addr", &**name),
+                    &b.addr,
+                    b.addr.span(),
+                ) else {
+                    continue;
+                };
+                if backends.iter().any(|x| x.addr == addr) {
+                    c.report(
+                        b.addr.span(),
+                        format!("colors.{}: backend {addr} is listed twice", &**name),
+                    );
+                    continue;
+                }
+                backends.push(BackendSpec { addr, weight });
+            }
+            if !backends.is_empty() && backends.iter().all(|b| b.weight == 0) {
+                c.report(
+                    list.span(),
+                    format!(
+                        "colors.{}: at least one backend needs a weight above 0",
+                        &**name
+                    ),
+                );
+            }
+        }
+        Some(list) => c.report(list.span(), format!("color `{}` has no backends", &**name)),
+        None => c.report(name.span(), format!("color `{}` has no backends", &**name)),
+    }
+    Color {
+        name: name.trim().to_owned(),
+        backends,
+    }
+}
+
+fn affinity(c: &mut Checker, a: &Spanned<file::AffinityFile>) -> Option<Affinity> {
+    let cookie = a.cookie.as_ref().and_then(|k| {
+        if valid_cookie_name(k.trim()) {
+            Some(k.trim().to_owned())
+        } else {
+            c.report(
+                k.span(),
+                format!("affinity.cookie: `{}` is not a valid cookie name", &**k),
+            );
+            None
+        }
+    });
+    let header = a
+        .header
+        .as_ref()
+        .and_then(|h| c.header("affinity.header", h));
+    let max_age = c.duration(
+        "affinity.max_age",
+        a.max_age.as_ref(),
+        Duration::from_secs(3600),
+    );
+    if a.cookie.is_none() && a.header.is_none() {
+        c.report(a.span(), "affinity: set `cookie`, `header` or both".into());
+        return None;
+    }
+    Some(Affinity {
+        cookie,
+        max_age,
+        header,
+    })
+}
+
+fn health(c: &mut Checker, h: Option<&file::HealthFile>) -> Health {
+    let path = match h.and_then(|h| h.path.as_ref()) {
+        Some(p) if p.starts_with('/') && !p.contains(char::is_whitespace) => p.to_string(),
+        Some(p) => {
+            c.report(
+                p.span(),
+                format!(
+                    "health.path: `{}` must start with / and hold no spaces",
+                    &**p
+                ),
+            );
+            "/health".into()
+        }
+        None => "/health".into(),
+    };
+    Health {
+        path,
+        interval: c.duration(
+            "health.interval",
+            h.and_then(|h| h.interval.as_ref()),
+            Duration::from_secs(1),
+        ),
+        timeout: c.duration(
+            "health.timeout",
+            h.and_then(|h| h.timeout.as_ref()),
+            Duration::from_secs(1),
+        ),
+        healthy_after: c.count(
+            "health.healthy_after",
+            h.and_then(|h| h.healthy_after.as_ref()),
+            2,
+            1,
+        ),
+        unhealthy_after: c.count(
+            "health.unhealthy_after",
+            h.and_then(|h| h.unhealthy_after.as_ref()),
+            2,
+            1,
+        ),
+    }
+}
+
+fn rollback(c: &mut Checker, r: Option<&file::RollbackFile>) -> RollbackLimits {
+    let max_error_rate = match r.and_then(|r| r.max_error_rate.as_ref()) {
+        Some(v) if (0.0..=1.0).contains(&**v) => **v,
+        Some(v) => {
+            c.report(
+                v.span(),
+                format!(
+                    "rollback.max_error_rate must be between 0 and 1, not {}",
+                    **v
+                ),
+            );
+            0.05
+        }
+        None => 0.05,
+    };
+    let min_requests = c.count(
+        "rollback.min_requests",
+        r.and_then(|r| r.min_requests.as_ref()),
+        20,
+        1,
+    );
+    RollbackLimits {
+        max_error_rate,
+        max_p99_latency: c.duration(
+            "rollback.max_p99_latency",
+            r.and_then(|r| r.max_p99_latency.as_ref()),
+            Duration::from_secs(2),
+        ),
+        window: c.duration(
+            "rollback.window",
+            r.and_then(|r| r.window.as_ref()),
+            Duration::from_secs(30),
+        ),
+        min_requests: u64::from(min_requests),
+    }
+}
+
+fn rollout(
+    c: &mut Checker,
+    r: &Spanned<file::RolloutFile>,
+    colors: &[Color],
+    stable: Option<usize>,
+) -> Option<Rollout> {
+    let candidate = colors.iter().position(|col| col.name == r.candidate.trim());
+    match candidate {
+        None => c.report(
+            r.candidate.span(),
+            format!("rollout.candidate: there is no color `{}`", &*r.candidate),
+        ),
+        Some(i) if Some(i) == stable => c.report(
+            r.candidate.span(),
+            format!(
+                "rollout.candidate: `{}` is the stable color; the candidate must be another one",
+                &*r.candidate
+            ),
+        ),
+        Some(_) => {}
+    }
+    if r.steps.is_empty() {
+        c.report(
+            r.steps.span(),
+            "rollout.steps: give at least one step".into(),
+        );
+    }
+    let mut steps = Vec::new();
+    for (i, s) in r.steps.iter().enumerate() {
+        let weight = match u32::try_from(*s.weight) {
+            Ok(w) if w <= 100 => w,
+            _ => {
+                c.report(
+                    s.weight.span(),
+                    format!(
+                        "rollout.steps[{i}].weight is a percent: 0 to 100, not {}",
+                        *s.weight
+                    ),
+                );
+                0
+            }
+        };
+        let hold = c.duration(
+            &format!("rollout.steps[{i}].hold"),
+            Some(&s.hold),
+            Duration::from_secs(30),
+        );
+        steps.push(Step { weight, hold });
+    }
+    let candidate = candidate.filter(|i| Some(*i) != stable)?;
+    (!steps.is_empty()).then_some(Rollout { candidate, steps })
+}

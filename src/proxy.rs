@@ -1,0 +1,280 @@
+//! The Pingora `ProxyHttp`: one section per phase a request passes through.
+//!
+//! `request_filter` loads the snapshot and picks the color; `upstream_peer` picks a backend of
+//! it, falling back to another backend and then to the stable color when connects fail;
+//! `upstream_response_filter` labels the response and pins the session; `logging` counts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
+use log::info;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::split::{self, Decision, Refusal};
+use crate::state::{Shared, Snapshot};
+
+/// Response header naming the color that served a request.
+pub const COLOR_HEADER: &str = "x-blueshift-color";
+
+/// The proxy; cheap to share, all state is in the snapshot.
+pub struct Blueshift {
+    state: Shared,
+}
+
+impl Blueshift {
+    /// A proxy reading from `state`.
+    pub fn new(state: Shared) -> Self {
+        Blueshift { state }
+    }
+}
+
+/// Per-request context.
+pub struct Ctx {
+    snap: Option<Arc<Snapshot>>,
+    /// The color serving the request; may change to stable on connect failures.
+    color: Option<usize>,
+    /// Whether the response should (re-)issue the affinity cookie.
+    assign: bool,
+    /// Backends whose connect failed, so a retry goes elsewhere.
+    tried: Vec<SocketAddr>,
+    started: Instant,
+}
+
+#[async_trait]
+impl ProxyHttp for Blueshift {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            snap: None,
+            color: None,
+            assign: false,
+            tried: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    // ---- request_filter: choose the color -------------------------------------------------
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snap = self.state.load_full();
+        let p = &snap.policy;
+        let req = session.req_header();
+        let affinity = p.affinity.as_ref();
+        let input = split::Inputs {
+            override_color: p
+                .override_header
+                .as_ref()
+                .and_then(|h| req.headers.get(h))
+                .map(|v| v.as_bytes()),
+            cookie: affinity
+                .and_then(|a| a.cookie.as_deref())
+                .and_then(|name| crate::affinity::find(req, name)),
+            session_key: affinity
+                .and_then(|a| a.header.as_ref())
+                .and_then(|h| req.headers.get(h))
+                .map(|v| v.as_bytes()),
+        };
+        let decision = split::decide(&snap.table, input, fastrand::u32(..));
+        ctx.snap = Some(snap.clone());
+        match decision {
+            Ok(d) => {
+                ctx.color = Some(d.color());
+                ctx.assign =
+                    matches!(d, Decision::New(_)) && affinity.is_some_and(|a| a.cookie.is_some());
+                Ok(false)
+            }
+            Err(refusal) => {
+                let body = match refusal {
+                    Refusal::UnknownColor => {
+                        "blueshift: the override header names no color of the policy\n".to_string()
+                    }
+                    Refusal::Unavailable(i) => {
+                        format!(
+                            "blueshift: color {} has no healthy backend or is rolled back\n",
+                            snap.table.names[i]
+                        )
+                    }
+                    Refusal::NothingEligible => {
+                        "blueshift: no color has a healthy backend\n".to_string()
+                    }
+                };
+                respond_plain(session, 503, body).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    // ---- upstream_peer: choose the backend ------------------------------------------------
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let snap = ctx
+            .snap
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no snapshot"))?;
+        let mut color = ctx
+            .color
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no color"))?;
+        loop {
+            if let Some(b) = snap.colors[color].pick(&ctx.tried, fastrand::u32(..)) {
+                ctx.color = Some(color);
+                return Ok(Box::new(b.peer.clone()));
+            }
+            // Nothing left in this color: the stable color is the last resort.
+            let stable = snap.table.stable;
+            if color == stable || !snap.table.eligible[stable] {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(502),
+                    format!(
+                        "no backend of color {} accepted a connection",
+                        snap.table.names[color]
+                    ),
+                );
+            }
+            // A new session is then pinned to stable (the cookie follows `ctx.color`); an existing
+            // pin is left alone, since health checks decide whether its color is really gone.
+            color = stable;
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent, so another backend (or the stable color) can take the request.
+        ctx.tried.push(
+            peer._address
+                .as_inet()
+                .copied()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        );
+        e.set_retry(true);
+        e
+    }
+
+    // ---- upstream_response_filter: label and pin ------------------------------------------
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(snap), Some(color)) = (ctx.snap.as_ref(), ctx.color) else {
+            return Ok(());
+        };
+        let c = &snap.colors[color];
+        resp.insert_header(COLOR_HEADER, c.name_header.clone())?;
+        if ctx.assign {
+            if let Some(cookie) = &c.set_cookie {
+                // append, not insert: the model server's own cookies pass through untouched.
+                resp.append_header(SET_COOKIE, cookie.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- fail_to_proxy: a short plain-text reason -----------------------------------------
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match e.esource() {
+                pingora_core::ErrorSource::Upstream => 502,
+                pingora_core::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let color = ctx
+                .color
+                .zip(ctx.snap.as_ref())
+                .map(|(c, s)| s.table.names[c].as_str())
+                .unwrap_or("-");
+            let body = match code {
+                400 => "blueshift: bad request\n".to_string(),
+                502 if matches!(e.etype(), ErrorType::HTTPStatus(_)) => format!(
+                    "blueshift: {}\n",
+                    e.context
+                        .as_ref()
+                        .map(|c| c.as_str())
+                        .unwrap_or("bad gateway")
+                ),
+                502 => format!(
+                    "blueshift: color {color} failed to answer ({})\n",
+                    e.etype().as_str()
+                ),
+                504 => format!("blueshift: color {color} timed out\n"),
+                _ => format!("blueshift: {}\n", e.etype().as_str()),
+            };
+            let _ = respond_plain(session, code, body).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    // ---- logging: the one hook every request passes ---------------------------------------
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let Some(snap) = ctx.snap.as_ref() else {
+            return;
+        };
+        let status = session.response_written().map(|r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        match ctx.color {
+            Some(c) => {
+                let color = &snap.colors[c];
+                color.metrics.observe(status, elapsed.as_secs_f64());
+                let failed = e.is_some() || status.is_none_or(|s| s >= 500);
+                color.outcomes.record(failed, elapsed);
+            }
+            None => crate::metrics::ColorMetrics::get(crate::metrics::NO_COLOR)
+                .observe(status, elapsed.as_secs_f64()),
+        }
+        if snap.policy.access_log {
+            let req = session.req_header();
+            info!(
+                "{} {} {} -> {} {} {:.1}ms",
+                session
+                    .client_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                req.method,
+                req.uri,
+                ctx.color
+                    .map(|c| snap.table.names[c].as_str())
+                    .unwrap_or("-"),
+                status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "error".into()),
+                elapsed.as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
+/// Writes a complete plain-text response.
+async fn respond_plain(session: &mut Session, code: u16, body: String) -> Result<()> {
+    let mut resp = ResponseHeader::build(code, Some(3))?;
+    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}

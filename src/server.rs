@@ -1,0 +1,97 @@
+//! Wiring: a Pingora [`Server`] with the proxy, the admin API and the supervisor.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+
+use log::info;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::policy::{self, Policy};
+use crate::proxy::Blueshift;
+use crate::supervisor::Supervisor;
+use crate::Error;
+
+/// How `blueshift serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The policy file.
+    pub policy: PathBuf,
+    /// Detach into the background (Pingora's daemon mode).
+    pub daemon: bool,
+    /// Take the listening sockets over from a running blueshift (graceful upgrade).
+    pub upgrade: bool,
+    /// Pingora's own server configuration file.
+    pub pingora_conf: Option<PathBuf>,
+}
+
+/// Runs the proxy until a shutdown signal; returns once it has stopped.
+pub fn serve(o: ServeOptions) -> Result<(), Error> {
+    let policy = policy::read_file(&o.policy).map_err(|problems| Error::Policy {
+        path: o.policy.clone(),
+        problems,
+    })?;
+    if !o.upgrade {
+        // Pingora would only log a failed bind from inside its runtime; say it plainly first.
+        for addr in policy.listen.iter().chain(std::iter::once(&policy.admin)) {
+            check_bindable(*addr)?;
+        }
+    }
+    let opt = Opt {
+        upgrade: o.upgrade,
+        daemon: o.daemon,
+        nocapture: false,
+        test: false,
+        conf: o.pingora_conf.as_ref().map(|p| p.display().to_string()),
+    };
+    let mut server = Server::new(Some(opt)).map_err(|e| Error::Pingora(e.to_string()))?;
+    server.bootstrap();
+    add_services(&mut server, o.policy, policy);
+    info!("blueshift {} serving", env!("CARGO_PKG_VERSION"));
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+fn check_bindable(addr: SocketAddr) -> Result<(), Error> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| Error::Listen {
+            addr,
+            reason: match e.kind() {
+                std::io::ErrorKind::AddrInUse => "the address is already in use".into(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+                _ => e.to_string().to_lowercase(),
+            },
+        })
+}
+
+/// Adds the proxy, admin and supervisor services for `policy` to `server`.
+pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) {
+    let listen = policy.listen.clone();
+    let admin_addr = policy.admin;
+    let (supervisor, handle) = Supervisor::new(path, policy);
+    let shared = supervisor.shared();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Blueshift::new(shared.clone()),
+        "blueshift proxy",
+    );
+    for addr in &listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    let mut admin = Service::new(
+        "blueshift admin".to_string(),
+        HttpServer::new_app(Admin::new(shared, handle)),
+    );
+    admin.add_tcp(&admin_addr.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service("blueshift supervisor", supervisor));
+}
