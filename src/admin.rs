@@ -9,24 +9,92 @@ use pingora_core::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use crate::state::{Shared, Snapshot};
-use crate::supervisor::Handle;
+use crate::supervisor::{Action, Command, Handle, Reply};
+use subtle::ConstantTimeEq;
+
+/// Environment variable holding the bearer token that admin POSTs must carry.
+pub const TOKEN_ENV: &str = "BLUESHIFT_ADMIN_TOKEN";
 
 /// The admin HTTP app.
 pub struct Admin {
     state: Shared,
-    #[allow(dead_code)]
     supervisor: Handle,
+    token: Option<String>,
 }
 
 impl Admin {
-    /// An admin API over the shared snapshot, sending actions to the supervisor.
+    /// An admin API over the shared snapshot, sending actions to the supervisor. The token
+    /// comes from [`TOKEN_ENV`], read once here.
     pub fn new(state: Shared, supervisor: Handle) -> Self {
-        Admin { state, supervisor }
+        let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+        Admin {
+            state,
+            supervisor,
+            token,
+        }
+    }
+
+    /// Who may POST: the bearer token if one is set, else loopback clients only.
+    fn authorize(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+        match &self.token {
+            Some(token) => {
+                let given = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                // Constant time, so the token cannot be guessed byte by byte from timings.
+                if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+                    Ok(())
+                } else {
+                    Err(error(
+                        StatusCode::UNAUTHORIZED,
+                        "this action needs Authorization: Bearer <BLUESHIFT_ADMIN_TOKEN>",
+                    ))
+                }
+            }
+            None => {
+                let loopback = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .is_some_and(|a| a.ip().is_loopback());
+                if loopback {
+                    Ok(())
+                } else {
+                    Err(error(StatusCode::FORBIDDEN, "admin actions are only taken from loopback unless BLUESHIFT_ADMIN_TOKEN is set"))
+                }
+            }
+        }
+    }
+
+    async fn act(
+        &self,
+        session: &ServerSession,
+        make: impl FnOnce(Reply) -> Command,
+    ) -> Response<Vec<u8>> {
+        if let Err(denied) = self.authorize(session) {
+            return denied;
+        }
+        match self.supervisor.call(make).await {
+            Ok(()) => json_response(StatusCode::OK, &status(&self.state.load())),
+            Err(reason) => error(StatusCode::CONFLICT, &reason),
+        }
     }
 }
 
 /// Paths that exist, for telling 405 from 404.
-const KNOWN: &[&str] = &["/healthz", "/metrics", "/status"];
+const KNOWN: &[&str] = &[
+    "/healthz",
+    "/metrics",
+    "/status",
+    "/reload",
+    "/rollback",
+    "/promote",
+    "/pause",
+    "/resume",
+];
 
 #[async_trait]
 impl ServeHttp for Admin {
@@ -42,6 +110,23 @@ impl ServeHttp for Admin {
                 .unwrap_or_default(),
             (&Method::GET | &Method::HEAD, "/status") => {
                 json_response(StatusCode::OK, &status(&self.state.load()))
+            }
+            (&Method::POST, "/reload") => {
+                self.act(session, |r| Command::Reload("admin API", r)).await
+            }
+            (&Method::POST, "/rollback") => {
+                self.act(session, |r| Command::Act(Action::Rollback, r))
+                    .await
+            }
+            (&Method::POST, "/promote") => {
+                self.act(session, |r| Command::Act(Action::Promote, r))
+                    .await
+            }
+            (&Method::POST, "/pause") => {
+                self.act(session, |r| Command::Act(Action::Pause, r)).await
+            }
+            (&Method::POST, "/resume") => {
+                self.act(session, |r| Command::Act(Action::Resume, r)).await
             }
             (_, p) if KNOWN.contains(&p) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -94,7 +179,14 @@ pub fn status(s: &Snapshot) -> Value {
             let backends: Vec<Value> = c
                 .backends
                 .iter()
-                .map(|b| json!({"addr": b.addr.to_string(), "weight": b.weight, "healthy": b.healthy}))
+                .map(|b| {
+                    json!({
+                        "addr": b.addr.to_string(),
+                        "weight": b.weight,
+                        "healthy": b.healthy,
+                        "health": b.health.as_str(),
+                    })
+                })
                 .collect();
             (
                 n.clone(),

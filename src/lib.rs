@@ -9,7 +9,11 @@
 //! - [`state`]: the [`state::Snapshot`] the request path reads, behind one `ArcSwap`.
 //! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99).
 //! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase.
-//! - [`supervisor`]: the single writer of snapshots.
+//! - [`health`]: active health checks and their consecutive-result counting.
+//! - [`rollout`]: the pure rollout/rollback state machine and the rollback judge.
+//! - [`persist`]: the state file that keeps rollbacks and pauses across restarts.
+//! - [`supervisor`]: the single writer of snapshots, driving all of the above.
+//! - [`reload`]: reload triggers (file watch, `SIGHUP`).
 //! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, actions).
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
@@ -21,11 +25,15 @@ pub mod admin;
 pub mod affinity;
 pub mod cli;
 pub mod demo;
+pub mod health;
 pub mod metrics;
 pub mod model_server;
 pub mod outcomes;
+pub mod persist;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
+pub mod rollout;
 pub mod server;
 pub mod split;
 pub mod state;

@@ -94,6 +94,14 @@ impl Outcomes {
         w.current.latency.saturating_record(micros);
     }
 
+    /// Records an attempt that failed before any response, e.g. a refused connect that another
+    /// color then rescued: it counts against this color's error rate, not its latency.
+    pub fn record_failed_attempt(&self) {
+        let mut w = self.lock();
+        w.current.requests += 1;
+        w.current.errors += 1;
+    }
+
     /// Closes the current bucket if it is a bucket old, and forgets buckets outside `keep`.
     pub fn rotate(&self, now: Instant, keep: Duration) {
         let mut w = self.lock();

@@ -23,6 +23,10 @@ use crate::state::{Shared, Snapshot};
 /// Response header naming the color that served a request.
 pub const COLOR_HEADER: &str = "x-blueshift-color";
 
+/// Largest request head passed upstream, like HAProxy's and nginx's few-KiB buffers but roomier
+/// for the long tokens ML clients send; Pingora alone would accept 1 MiB.
+const MAX_REQUEST_HEADERS: usize = 64 * 1024;
+
 /// The proxy; cheap to share, all state is in the snapshot.
 pub struct Blueshift {
     state: Shared,
@@ -67,6 +71,21 @@ impl ProxyHttp for Blueshift {
         let snap = self.state.load_full();
         let p = &snap.policy;
         let req = session.req_header();
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes + req.uri.path().len() > MAX_REQUEST_HEADERS {
+            ctx.snap = Some(snap.clone());
+            respond_plain(
+                session,
+                431,
+                "blueshift: request headers are larger than 64 KiB\n".into(),
+            )
+            .await?;
+            return Ok(true);
+        }
         let affinity = p.affinity.as_ref();
         let input = split::Inputs {
             override_color: p

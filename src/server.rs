@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use log::info;
 use pingora_core::apps::http_app::HttpServer;
-use pingora_core::server::configuration::Opt;
+use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
@@ -46,9 +46,18 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
         daemon: o.daemon,
         nocapture: false,
         test: false,
-        conf: o.pingora_conf.as_ref().map(|p| p.display().to_string()),
+        conf: None,
     };
-    let mut server = Server::new(Some(opt)).map_err(|e| Error::Pingora(e.to_string()))?;
+    let mut conf = match &o.pingora_conf {
+        Some(path) => ServerConf::load_from_yaml(path.display().to_string())
+            .map_err(|e| Error::Pingora(format!("{}: {e}", path.display())))?,
+        None => ServerConf::default(),
+    };
+    // Pingora keeps accepting for 5 minutes after SIGTERM by default; an edge proxy behind a
+    // service manager should stop in seconds, after in-flight requests finish.
+    conf.grace_period_seconds.get_or_insert(1);
+    conf.graceful_shutdown_timeout_seconds.get_or_insert(10);
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     add_services(&mut server, o.policy, policy);
     info!("blueshift {} serving", env!("CARGO_PKG_VERSION"));
@@ -73,8 +82,8 @@ fn check_bindable(addr: SocketAddr) -> Result<(), Error> {
 pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) {
     let listen = policy.listen.clone();
     let admin_addr = policy.admin;
-    let (supervisor, handle) = Supervisor::new(path, policy);
-    let shared = supervisor.shared();
+    let supervisor = Supervisor::new(path, policy);
+    let (shared, handle) = (supervisor.shared(), supervisor.handle());
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,

@@ -86,6 +86,15 @@ impl Table {
         self.names.iter().position(|n| n.as_bytes() == name)
     }
 
+    /// A color's weight for new sessions: 0 unless it is eligible.
+    fn weight(&self, i: usize) -> u64 {
+        if self.eligible[i] {
+            u64::from(self.weights[i])
+        } else {
+            0
+        }
+    }
+
     /// Index of a color that takes traffic when all eligible weights are 0.
     fn fallback(&self) -> Option<usize> {
         if self.eligible[self.stable] {
@@ -97,13 +106,13 @@ impl Table {
 
     /// Draws a color by weight; `r` is uniform over `u32`.
     pub fn pick_weighted(&self, r: u32) -> Option<usize> {
-        let total: u64 = self.weights.iter().map(|w| u64::from(*w)).sum();
+        let total: u64 = (0..self.weights.len()).map(|i| self.weight(i)).sum();
         if total == 0 {
             return self.fallback();
         }
         let mut point = (u64::from(r) * total) >> 32;
-        for (i, w) in self.weights.iter().enumerate() {
-            let w = u64::from(*w);
+        for i in 0..self.weights.len() {
+            let w = self.weight(i);
             if point < w {
                 return Some(i);
             }
@@ -116,12 +125,13 @@ impl Table {
     pub fn pick_hashed(&self, key: &[u8]) -> Option<usize> {
         let key = fnv1a(key);
         let mut best: Option<(usize, f64)> = None;
-        for (i, w) in self.weights.iter().enumerate() {
-            if *w == 0 {
+        for i in 0..self.weights.len() {
+            let w = self.weight(i);
+            if w == 0 {
                 continue;
             }
             let u = unit(mix(key ^ self.seeds[i]));
-            let score = -u.ln() / f64::from(*w);
+            let score = -u.ln() / w as f64;
             if best.is_none_or(|(_, s)| score < s) {
                 best = Some((i, score));
             }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
 
+use crate::health::Status;
 use crate::metrics::ColorMetrics;
 use crate::outcomes::Outcomes;
 use crate::policy::Policy;
@@ -60,6 +61,8 @@ pub struct BackendRuntime {
     pub weight: u32,
     /// Passing active health checks.
     pub healthy: bool,
+    /// What the health checks know (`Unknown` until the first probe).
+    pub health: Status,
     /// A peer with the policy's timeouts, cloned per request.
     pub peer: HttpPeer,
 }
@@ -153,7 +156,7 @@ pub struct Inputs<'a> {
     /// Colors taken out by a rollback.
     pub rolled_back: &'a [bool],
     /// Health per color, per backend.
-    pub healthy: &'a [Vec<bool>],
+    pub health: &'a [Vec<Status>],
     /// Passive outcome windows per color.
     pub outcomes: &'a [Arc<Outcomes>],
     /// Status facts.
@@ -166,7 +169,7 @@ impl Snapshot {
         let p = &inp.policy;
         let n = p.colors.len();
         let eligible: Vec<bool> = (0..n)
-            .map(|i| !inp.rolled_back[i] && inp.healthy[i].iter().any(|h| *h))
+            .map(|i| !inp.rolled_back[i] && inp.health[i].iter().any(|h| *h == Status::Healthy))
             .collect();
         let mut weights: Vec<u32> = (0..n)
             .map(|i| if eligible[i] { inp.base_weights[i] } else { 0 })
@@ -194,11 +197,12 @@ impl Snapshot {
                 backends: c
                     .backends
                     .iter()
-                    .zip(&inp.healthy[i])
-                    .map(|(b, healthy)| BackendRuntime {
+                    .zip(&inp.health[i])
+                    .map(|(b, health)| BackendRuntime {
                         addr: b.addr,
                         weight: b.weight,
-                        healthy: *healthy,
+                        healthy: *health == Status::Healthy,
+                        health: *health,
                         peer: peer(b.addr, p),
                     })
                     .collect(),

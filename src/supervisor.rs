@@ -1,32 +1,56 @@
 //! The single writer: the only place that builds and stores a new [`Snapshot`].
 //!
-//! Admin actions and reload requests arrive as [`Command`]s over a channel; each handled
-//! event ends in one `publish`, so readers always see a consistent generation.
+//! Health probes, admin actions, reload requests and a steady tick arrive over channels; each
+//! is handled to the end (state machine, state file, metrics, log line) and then published as
+//! one snapshot, so readers always see a consistent generation.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use log::info;
+use log::{error, info, warn};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::health::{Checks, Counter, Probe, Status};
 use crate::metrics;
 use crate::outcomes::Outcomes;
-use crate::policy::Policy;
-use crate::state::{self, Control, ReloadView, Shared, Snapshot, StateName};
+use crate::persist;
+use crate::policy::{self, Policy};
+use crate::rollout::{self, Event, Machine};
+use crate::state::{self, Control, ReloadView, RollbackView, RolloutView, Shared, Snapshot};
+
+/// How often the supervisor judges colors and advances rollout steps.
+pub const TICK: Duration = Duration::from_millis(200);
 
 /// What an admin action answers: `Ok` or a one-sentence reason it does not apply.
 pub type Reply = oneshot::Sender<Result<(), String>>;
 
+/// Operator actions on the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send everything to the stable color.
+    Rollback,
+    /// Put the candidate at 100%.
+    Promote,
+    /// Freeze the rollout's step.
+    Pause,
+    /// Continue a paused rollout or clear rollbacks.
+    Resume,
+}
+
 /// Requests to the supervisor.
 #[derive(Debug)]
 pub enum Command {
-    /// Re-read the policy file.
-    Reload(Reply),
+    /// Re-read the policy file; `source` names the trigger for the log.
+    Reload(&'static str, Reply),
+    /// An operator action.
+    Act(Action, Reply),
 }
 
 /// A cloneable handle to send commands.
@@ -39,136 +63,505 @@ impl Handle {
     /// Sends a command and waits for its answer.
     pub async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| "blueshift is shutting down".to_string())?;
-        rx.await
-            .map_err(|_| "blueshift is shutting down".to_string())?
+        let gone = || "blueshift is shutting down".to_string();
+        self.tx.send(make(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Sends a command without waiting (for signal handlers and the file watcher).
+    pub fn send(&self, cmd: Command) {
+        let _ = self.tx.try_send(cmd);
     }
 }
 
-/// Owns the control-plane state.
+/// Owns the control-plane state; runs as a Pingora background service.
 pub struct Supervisor {
     shared: Shared,
-    rx: Mutex<Option<mpsc::Receiver<Command>>>,
+    handle: Handle,
+    channels: Mutex<Option<(mpsc::Receiver<Command>, mpsc::Receiver<Probe>)>>,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    shared: Option<Shared>,
+    shared: Shared,
     path: PathBuf,
     policy: Arc<Policy>,
     revision: u64,
-    healthy: Vec<Vec<bool>>,
-    outcomes: Vec<Arc<Outcomes>>,
+    machine: Machine,
+    health: HashMap<SocketAddr, Counter>,
+    outcomes: HashMap<String, Arc<Outcomes>>,
     last_reload: ReloadView,
+    restart_required: Vec<String>,
+    checks: Checks,
+    probe_tx: mpsc::Sender<Probe>,
 }
 
 impl Supervisor {
-    /// Builds and publishes the first snapshot from an already validated policy.
-    pub fn new(path: PathBuf, policy: Policy) -> (Supervisor, Handle) {
+    /// Builds and publishes the first snapshot from an already validated policy. Backends
+    /// start `Unknown`, so nothing is served until the first health checks pass.
+    pub fn new(path: PathBuf, policy: Policy) -> Supervisor {
         metrics::init();
         let now = Instant::now();
-        let policy = Arc::new(policy);
+        let mut machine = Machine::new(&policy, now);
+        if let Some(file) = &policy.state_file {
+            match persist::load(file, &policy, now) {
+                Ok(Some(restored)) => {
+                    info!(
+                        "restored {} state from {}",
+                        restored.state().as_str(),
+                        file.display()
+                    );
+                    machine = restored;
+                }
+                Ok(None) => {}
+                Err(e) => warn!("ignoring state file {}: {e}", file.display()),
+            }
+        }
+        let (probe_tx, probe_rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(64);
         let mut inner = Inner {
-            healthy: policy
-                .colors
-                .iter()
-                .map(|c| vec![true; c.backends.len()])
-                .collect(),
-            outcomes: policy
-                .colors
-                .iter()
-                .map(|_| Arc::new(Outcomes::new(now)))
-                .collect(),
+            shared: Arc::new(ArcSwap::from_pointee(placeholder(&policy))),
             path,
-            policy,
+            policy: Arc::new(policy),
             revision: 1,
+            machine,
+            health: HashMap::new(),
+            outcomes: HashMap::new(),
             last_reload: ReloadView {
                 ok: true,
                 error: None,
                 at: None,
             },
-            shared: None,
+            restart_required: Vec::new(),
+            checks: Checks::default(),
+            probe_tx,
         };
-        let shared: Shared = Arc::new(ArcSwap::from_pointee(inner.snapshot()));
-        inner.shared = Some(shared.clone());
         inner.publish();
-        let (tx, rx) = mpsc::channel(64);
-        let sup = Supervisor {
-            shared,
-            rx: Mutex::new(Some(rx)),
+        Supervisor {
+            shared: inner.shared.clone(),
+            handle: Handle { tx },
+            channels: Mutex::new(Some((rx, probe_rx))),
             inner: Mutex::new(inner),
-        };
-        (sup, Handle { tx })
+        }
     }
 
     /// The snapshot the proxy and admin API read.
     pub fn shared(&self) -> Shared {
         self.shared.clone()
     }
+
+    /// A handle for sending commands.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
 }
 
-fn control(state: StateName, last_reload: ReloadView) -> Control {
-    Control {
-        state,
-        rollout: None,
-        rollback: None,
-        last_reload,
-        restart_required: Vec::new(),
-    }
+/// A snapshot to hold the `ArcSwap` until the first real publish.
+fn placeholder(policy: &Policy) -> Snapshot {
+    let n = policy.colors.len();
+    Snapshot::build(state::Inputs {
+        revision: 0,
+        policy: Arc::new(policy.clone()),
+        base_weights: &policy.split,
+        rolled_back: &vec![false; n],
+        health: &policy
+            .colors
+            .iter()
+            .map(|c| vec![Status::Unknown; c.backends.len()])
+            .collect::<Vec<_>>(),
+        outcomes: &(0..n)
+            .map(|_| Arc::new(Outcomes::new(Instant::now())))
+            .collect::<Vec<_>>(),
+        control: Control {
+            state: crate::state::StateName::Steady,
+            rollout: None,
+            rollback: None,
+            last_reload: ReloadView::default(),
+            restart_required: Vec::new(),
+        },
+    })
 }
 
 impl Inner {
-    fn snapshot(&self) -> Snapshot {
-        Snapshot::build(state::Inputs {
-            revision: self.revision,
-            policy: self.policy.clone(),
-            base_weights: &self.policy.split,
-            rolled_back: &vec![false; self.policy.colors.len()],
-            healthy: &self.healthy,
-            outcomes: &self.outcomes,
-            control: control(StateName::Steady, self.last_reload.clone()),
-        })
+    fn outcomes_of(&mut self, color: &str) -> Arc<Outcomes> {
+        self.outcomes
+            .entry(color.to_owned())
+            .or_insert_with(|| Arc::new(Outcomes::new(Instant::now())))
+            .clone()
     }
 
+    /// Builds and stores a snapshot of the current state, and sets the gauges that mirror it.
     fn publish(&mut self) {
-        let snap = self.snapshot();
-        for (name, c) in snap.table.names.iter().zip(&snap.colors) {
-            metrics::set_weight(name, c.percent);
-            c.metrics.touch();
-        }
-        metrics::set_revision(snap.revision);
-        metrics::set_state(snap.control.state.as_str());
-        if let Some(shared) = &self.shared {
-            shared.store(Arc::new(snap));
-        }
-    }
-
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Reload(reply) => {
-                info!("reload of {} requested", self.path.display());
-                let _ = reply.send(Err("reloading is not available yet".into()));
+        let p = self.policy.clone();
+        let weights = self.machine.weights(&p);
+        let rolled_back: Vec<bool> = p
+            .colors
+            .iter()
+            .map(|c| self.machine.rolled_back.contains_key(&c.name))
+            .collect();
+        let health: Vec<Vec<Status>> = p
+            .colors
+            .iter()
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .map(|b| {
+                        self.health
+                            .get(&b.addr)
+                            .map_or(Status::Unknown, |h| h.status)
+                    })
+                    .collect()
+            })
+            .collect();
+        let outcomes: Vec<Arc<Outcomes>> =
+            p.colors.iter().map(|c| self.outcomes_of(&c.name)).collect();
+        let now = Instant::now();
+        let rollout = p.rollout.as_ref().map(|r| RolloutView {
+            candidate: p.colors[r.candidate].name.clone(),
+            step: match self.machine.phase {
+                rollout::Phase::Progressing { step, .. } | rollout::Phase::Paused { step, .. } => {
+                    step + 1
+                }
+                _ => r.steps.len(),
+            },
+            steps: r.steps.len(),
+            next_at: self
+                .machine
+                .next_at(&p)
+                .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
+        });
+        let rollback = self
+            .machine
+            .rolled_back
+            .iter()
+            .max_by_key(|(_, r)| r.at)
+            .map(|(color, r)| RollbackView {
+                color: color.clone(),
+                reason: r.reason.clone(),
+                at: r.at,
+            });
+        let snap = Snapshot::build(state::Inputs {
+            revision: self.revision,
+            policy: p.clone(),
+            base_weights: &weights,
+            rolled_back: &rolled_back,
+            health: &health,
+            outcomes: &outcomes,
+            control: Control {
+                state: self.machine.state(),
+                rollout,
+                rollback,
+                last_reload: self.last_reload.clone(),
+                restart_required: self.restart_required.clone(),
+            },
+        });
+        for (i, c) in p.colors.iter().enumerate() {
+            metrics::set_weight(&c.name, snap.colors[i].percent);
+            snap.colors[i].metrics.touch();
+            metrics::touch_rollbacks(&c.name);
+            for (b, h) in c.backends.iter().zip(&health[i]) {
+                metrics::set_backend_healthy(&c.name, &b.addr.to_string(), *h == Status::Healthy);
             }
         }
+        metrics::set_revision(self.revision);
+        metrics::set_state(snap.control.state.as_str());
+        self.shared.store(Arc::new(snap));
+    }
+
+    /// Applies an event to the machine; on a change, persists, logs and publishes.
+    fn transition(&mut self, event: Event) -> Result<(), String> {
+        let before = self.machine.clone();
+        let now = Instant::now();
+        let result = self.machine.on(&self.policy, event, now, SystemTime::now());
+        if self.machine != before {
+            self.after_change(&before);
+        }
+        result
+    }
+
+    fn after_change(&mut self, before: &Machine) {
+        for (color, r) in &self.machine.rolled_back {
+            if !before.rolled_back.contains_key(color) {
+                warn!("rolled back {color}: {}", r.reason);
+                metrics::rolled_back(color, r.kind.label());
+            }
+        }
+        for color in before.rolled_back.keys() {
+            if !self.machine.rolled_back.contains_key(color) {
+                info!("{color} is back in traffic");
+                // Judge it afresh: the errors that rolled it back are history.
+                self.outcomes_of(color).clear(Instant::now());
+            }
+        }
+        if before.phase != self.machine.phase {
+            match (&self.policy.rollout, self.machine.phase) {
+                (Some(r), rollout::Phase::Progressing { step, .. }) => {
+                    info!(
+                        "rollout of {}: step {} of {} ({}%)",
+                        self.policy.colors[r.candidate].name,
+                        step + 1,
+                        r.steps.len(),
+                        r.steps[step].weight
+                    )
+                }
+                (_, phase) => info!("rollout is now {}", state_of(phase)),
+            }
+        }
+        if let Some(file) = &self.policy.state_file {
+            if let Err(e) = persist::save(file, &self.machine, &self.policy) {
+                error!("cannot write state file {}: {e}", file.display());
+            }
+        }
+        self.publish();
+    }
+
+    fn on_probe(&mut self, probe: Probe) {
+        let settings = self.policy.health.clone();
+        let counter = self.health.entry(probe.addr).or_default();
+        if counter.on_probe(probe.result, &settings) {
+            let why = counter
+                .last_error
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            info!(
+                "backend {} is now {}{why}",
+                probe.addr,
+                if counter.status == Status::Healthy {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                }
+            );
+            self.publish();
+            self.judge();
+        }
+    }
+
+    /// Rolls back every non-stable color with weight that has no healthy backend or breaches a limit.
+    fn judge(&mut self) {
+        let now = Instant::now();
+        let p = self.policy.clone();
+        let weights = self.machine.weights(&p);
+        for (i, c) in p.colors.iter().enumerate() {
+            if i == p.stable || weights[i] == 0 || self.machine.rolled_back.contains_key(&c.name) {
+                continue;
+            }
+            let statuses: Vec<Status> = c
+                .backends
+                .iter()
+                .map(|b| {
+                    self.health
+                        .get(&b.addr)
+                        .map_or(Status::Unknown, |h| h.status)
+                })
+                .collect();
+            let breach = if statuses.iter().all(|s| *s == Status::Unhealthy) {
+                let n = health_count(p.health.unhealthy_after);
+                Some((
+                    rollout::Kind::Unhealthy,
+                    format!("no healthy backend: all {} failed {n}", c.backends.len()),
+                ))
+            } else {
+                rollout::judge(
+                    &p.rollback,
+                    &self.outcomes_of(&c.name).summary(now, p.rollback.window),
+                )
+            };
+            if let Some((kind, reason)) = breach {
+                let _ = self.transition(Event::Breach {
+                    color: c.name.clone(),
+                    kind,
+                    reason,
+                });
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        // Keep a little more than the window: the oldest bucket may straddle its edge.
+        let keep = self.policy.rollback.window + Duration::from_secs(1);
+        for o in self.outcomes.values() {
+            o.rotate(now, keep);
+        }
+        let _ = self.transition(Event::Tick);
+        self.judge();
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Reload(source, reply) => {
+                let r = self.reload(source);
+                let _ = reply.send(r);
+            }
+            Command::Act(action, reply) => {
+                let event = match action {
+                    Action::Rollback => Event::Rollback,
+                    Action::Promote => Event::Promote,
+                    Action::Pause => Event::Pause,
+                    Action::Resume => Event::Resume,
+                };
+                let r = self.transition(event);
+                if let Err(e) = &r {
+                    info!("{action:?} refused: {e}");
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Re-reads the policy; on any problem keeps everything as it is.
+    fn reload(&mut self, source: &str) -> Result<(), String> {
+        let at = Some(SystemTime::now());
+        match policy::read_file(&self.path) {
+            Err(problems) => {
+                let error = problems
+                    .0
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                error!(
+                    "reload ({source}) of {} failed, keeping revision {}: {error}",
+                    self.path.display(),
+                    self.revision
+                );
+                metrics::reloaded(false);
+                self.last_reload = ReloadView {
+                    ok: false,
+                    error: Some(error.clone()),
+                    at,
+                };
+                self.publish();
+                Err(format!("the policy is invalid, nothing changed: {error}"))
+            }
+            Ok(new) => {
+                metrics::reloaded(true);
+                self.last_reload = ReloadView {
+                    ok: true,
+                    error: None,
+                    at,
+                };
+                self.apply(new, source);
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, new: Policy, source: &str) {
+        let old = self.policy.clone();
+        self.restart_required = ["listen", "admin"]
+            .into_iter()
+            .filter(|k| {
+                if *k == "listen" {
+                    old.listen != new.listen
+                } else {
+                    old.admin != new.admin
+                }
+            })
+            .map(|k| format!("{k} changed: restart blueshift (or serve --upgrade) to apply it"))
+            .collect();
+        for r in &self.restart_required {
+            warn!("{r}");
+        }
+        if *old == new {
+            info!(
+                "reload ({source}): policy unchanged at revision {}",
+                self.revision
+            );
+            self.publish();
+            return;
+        }
+        let before = self.machine.clone();
+        for name in self.machine.reconcile(&old, &new, Instant::now()) {
+            info!("reload clears the rollback of {name}");
+        }
+        for c in &new.colors {
+            let changed = old
+                .colors
+                .iter()
+                .find(|o| o.name == c.name)
+                .is_none_or(|o| o.backends != c.backends);
+            if changed {
+                self.outcomes_of(&c.name).clear(Instant::now());
+            }
+        }
+        for c in &old.colors {
+            if new.color_index(&c.name).is_none() {
+                self.outcomes.remove(&c.name);
+                metrics::forget_color(&c.name);
+            }
+            for b in &c.backends {
+                if !new
+                    .colors
+                    .iter()
+                    .any(|n| n.name == c.name && n.backends.iter().any(|nb| nb.addr == b.addr))
+                {
+                    metrics::forget_backend(&c.name, &b.addr.to_string());
+                }
+            }
+        }
+        self.revision += 1;
+        self.policy = Arc::new(new);
+        let addrs = self.addrs();
+        self.health.retain(|a, _| addrs.contains(a));
+        self.checks
+            .sync(&addrs, &self.policy.health, &self.probe_tx);
+        info!("reload ({source}): applied revision {}", self.revision);
+        self.after_change(&before);
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self
+            .policy
+            .colors
+            .iter()
+            .flat_map(|c| c.backends.iter().map(|b| b.addr))
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+}
+
+fn health_count(n: u32) -> String {
+    if n == 1 {
+        "their health check".into()
+    } else {
+        format!("{n} health checks in a row")
+    }
+}
+
+fn state_of(phase: rollout::Phase) -> &'static str {
+    match phase {
+        rollout::Phase::Steady => "steady",
+        rollout::Phase::Progressing { .. } => "progressing",
+        rollout::Phase::Paused { .. } => "paused",
+        rollout::Phase::Promoted => "promoted",
     }
 }
 
 #[async_trait]
 impl BackgroundService for Supervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(mut rx) = self.rx.lock().await.take() else {
+        let Some((mut commands, mut probes)) = self.channels.lock().await.take() else {
             return;
         };
+        {
+            let mut inner = self.inner.lock().await;
+            let addrs = inner.addrs();
+            let (settings, tx) = (inner.policy.health.clone(), inner.probe_tx.clone());
+            inner.checks.sync(&addrs, &settings, &tx);
+        }
+        crate::reload::spawn(self.inner.lock().await.path.clone(), self.handle.clone());
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.inner.lock().await.handle(cmd),
-                    None => break,
-                },
+                Some(cmd) = commands.recv() => self.inner.lock().await.on_command(cmd),
+                Some(probe) = probes.recv() => self.inner.lock().await.on_probe(probe),
+                _ = tick.tick() => self.inner.lock().await.on_tick(),
             }
         }
     }

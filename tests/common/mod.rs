@@ -1,0 +1,321 @@
+//! Shared test harness: real model servers, the real `blueshift` binary, real sockets.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use blueshift::model_server::ModelServer;
+
+/// How long anything in a test may take to become true.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An address where nothing listens (bound once, then closed).
+pub fn dead_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Polls `f` until it returns `Some`, or panics after [`DEADLINE`] with `what`.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Model servers running on their own runtime.
+pub struct Models {
+    rt: tokio::runtime::Runtime,
+    pub servers: Vec<ModelServer>,
+}
+
+impl Models {
+    pub fn new() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        Models {
+            rt,
+            servers: Vec::new(),
+        }
+    }
+
+    /// Starts a model server reporting `version`; returns its index.
+    pub fn start(&mut self, version: &str) -> usize {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _guard = self.rt.enter();
+        self.servers.push(ModelServer::start(l, version).unwrap());
+        self.servers.len() - 1
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.servers[i].addr
+    }
+}
+
+/// A `blueshift serve` child process.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub policy: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts the binary with `policy`, in which `{listen}` and `{admin}` are replaced by free
+    /// ports, and waits until its admin API answers.
+    pub fn start(policy: &str) -> Proxy {
+        Self::start_with_env(policy, &[])
+    }
+
+    pub fn start_with_env(policy: &str, env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let text = policy
+            .replace("{listen}", &addr.to_string())
+            .replace("{admin}", &admin.to_string());
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_blueshift"));
+        cmd.args(["serve", "--policy"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let mut p = Proxy {
+            child,
+            addr,
+            admin,
+            policy: path,
+            _dir: dir,
+        };
+        eventually("the proxy to start", || {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("blueshift exited early: {status}");
+            }
+            (get(admin, "/healthz", &[]).ok()?.status == 200).then_some(())
+        });
+        p.wait_checked();
+        p
+    }
+
+    /// Waits until every backend has had its first health check.
+    pub fn wait_checked(&self) {
+        eventually("every backend's first health check", || {
+            let s = self.status();
+            let all_known = s["colors"]
+                .as_object()?
+                .values()
+                .flat_map(|c| c["backends"].as_array().cloned().unwrap_or_default())
+                .all(|b| b["health"] != "unknown");
+            all_known.then_some(())
+        });
+    }
+
+    /// Polls `/status` until `f` accepts it.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        eventually(what, || {
+            let s = self.status();
+            f(&s).then_some(s)
+        })
+    }
+
+    /// `POST path` on the admin API.
+    pub fn admin_post(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        post(self.admin, path, headers).unwrap()
+    }
+
+    /// `GET path` through the proxy.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        get(self.addr, path, headers).expect("request through the proxy")
+    }
+
+    /// `GET /status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let r = get(self.admin, "/status", &[]).unwrap();
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    /// The whole `/metrics` text.
+    pub fn metrics(&self) -> String {
+        get(self.admin, "/metrics", &[]).unwrap().body
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn color(&self) -> &str {
+        self.header("x-blueshift-color").unwrap_or("")
+    }
+
+    /// The value our affinity cookie was set to, if this response set it.
+    pub fn pinned(&self, cookie: &str) -> Option<String> {
+        self.all("set-cookie").into_iter().find_map(|c| {
+            c.strip_prefix(&format!("{cookie}="))
+                .map(|v| v.split(';').next().unwrap_or("").to_owned())
+        })
+    }
+}
+
+/// One request on a fresh connection (so every request is a new session unless it says otherwise).
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    request(addr, "GET", path, headers, b"")
+}
+
+pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    request(addr, "POST", path, headers, b"")
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    let raw = raw(addr, &req)?;
+    parse(&raw).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "unparseable response: {:?}",
+            String::from_utf8_lossy(&raw)
+        ))
+    })
+}
+
+/// Sends bytes, reads until the server closes (or 10 s pass).
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(bytes)?;
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) if !out.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => Ok(out),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses one HTTP/1.1 response with a content-length (or read-to-close) body.
+pub fn parse(raw: &[u8]) -> Option<Resp> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut headers);
+    let n = match r.parse(raw).ok()? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return None,
+    };
+    let headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    Some(Resp {
+        status: r.code?,
+        headers,
+        body: String::from_utf8_lossy(&raw[n..]).into_owned(),
+    })
+}
+
+/// A two-color policy template; `{blue}`/`{green}` backends, `{listen}`/`{admin}` filled by [`Proxy`].
+pub fn two_colors(
+    blue: &[SocketAddr],
+    green: &[SocketAddr],
+    split: (u32, u32),
+    extra: &str,
+) -> String {
+    let list = |addrs: &[SocketAddr]| {
+        addrs
+            .iter()
+            .map(|a| format!("      - addr: {a}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends:\n{}  green:\n    backends:\n{}stable: blue\nsplit:\n  blue: {}\n  green: {}\n{extra}",
+        list(blue),
+        list(green),
+        split.0,
+        split.1
+    )
+}
