@@ -1,1 +1,115 @@
-fn main() {}
+//! The per-request decision, as the proxy makes it: find the affinity cookie, choose the
+//! color, pick a backend. Run with `cargo bench --bench decision`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use blueshift::health::Status;
+use blueshift::outcomes::Outcomes;
+use blueshift::split::{decide, Inputs};
+use blueshift::state::{self, Control, ReloadView, Snapshot, StateName};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use pingora_http::RequestHeader;
+
+fn snapshot() -> Snapshot {
+    let policy = blueshift::policy::parse(
+        "listen: 127.0.0.1:8080
+colors:
+  blue: {backends: [{addr: 127.0.0.1:5001}, {addr: 127.0.0.1:5003}]}
+  green: {backends: [{addr: 127.0.0.1:5002}]}
+stable: blue
+split: {blue: 90, green: 10}
+affinity: {cookie: blueshift, header: x-session-id}
+override_header: x-blueshift-color
+",
+    )
+    .unwrap();
+    let health: Vec<Vec<Status>> = policy
+        .colors
+        .iter()
+        .map(|c| vec![Status::Healthy; c.backends.len()])
+        .collect();
+    let outcomes: Vec<Arc<Outcomes>> = policy
+        .colors
+        .iter()
+        .map(|_| Arc::new(Outcomes::new(Instant::now())))
+        .collect();
+    Snapshot::build(state::Inputs {
+        revision: 1,
+        base_weights: &policy.split.clone(),
+        rolled_back: &[false, false],
+        health: &health,
+        outcomes: &outcomes,
+        policy: Arc::new(policy),
+        control: Control {
+            state: StateName::Steady,
+            rollout: None,
+            rollback: None,
+            last_reload: ReloadView::default(),
+            restart_required: vec![],
+        },
+    })
+}
+
+fn request(cookie: Option<&str>, session: Option<&str>) -> RequestHeader {
+    let mut r = RequestHeader::build("POST", b"/predict", None).unwrap();
+    r.insert_header("host", "api.example.com").unwrap();
+    r.insert_header("user-agent", "python-httpx/0.27").unwrap();
+    r.insert_header("content-type", "application/json").unwrap();
+    if let Some(c) = cookie {
+        r.insert_header("cookie", c).unwrap();
+    }
+    if let Some(s) = session {
+        r.insert_header("x-session-id", s).unwrap();
+    }
+    r
+}
+
+/// What `request_filter` + `upstream_peer` do for one request.
+fn decision(snap: &Snapshot, req: &RequestHeader, r: u32) -> usize {
+    let p = &snap.policy;
+    let a = p.affinity.as_ref().unwrap();
+    let input = Inputs {
+        override_color: p
+            .override_header
+            .as_ref()
+            .and_then(|h| req.headers.get(h))
+            .map(|v| v.as_bytes()),
+        cookie: a
+            .cookie
+            .as_deref()
+            .and_then(|name| blueshift::affinity::find(req, name)),
+        session_key: a
+            .header
+            .as_ref()
+            .and_then(|h| req.headers.get(h))
+            .map(|v| v.as_bytes()),
+    };
+    let color = decide(&snap.table, input, r).unwrap().color();
+    let backend = snap.colors[color].pick(&[], r).unwrap();
+    color + backend.weight as usize
+}
+
+fn bench(c: &mut Criterion) {
+    let snap = snapshot();
+    let new_session = request(None, None);
+    let pinned = request(Some("_ga=GA1.2.3; blueshift=green; theme=dark"), None);
+    let garbage = request(Some("blueshift=%%%zz; other=1"), None);
+    let hashed = request(None, Some("user-4711"));
+    let mut r = 0u32;
+    let mut run = |name: &str, req: &RequestHeader| {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                r = r.wrapping_add(0x9e37_79b9);
+                black_box(decision(&snap, black_box(req), r))
+            })
+        });
+    };
+    run("decision/new_session", &new_session);
+    run("decision/pinned_cookie", &pinned);
+    run("decision/garbage_cookie", &garbage);
+    run("decision/header_hash", &hashed);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -35,7 +35,7 @@ impl Admin {
     }
 
     /// Who may POST: the bearer token if one is set, else loopback clients only.
-    fn authorize(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+    fn authorize(&self, session: &ServerSession) -> Result<(), Box<Response<Vec<u8>>>> {
         match &self.token {
             Some(token) => {
                 let given = session
@@ -49,10 +49,10 @@ impl Admin {
                 if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
                     Ok(())
                 } else {
-                    Err(error(
+                    Err(Box::new(error(
                         StatusCode::UNAUTHORIZED,
                         "this action needs Authorization: Bearer <BLUESHIFT_ADMIN_TOKEN>",
-                    ))
+                    )))
                 }
             }
             None => {
@@ -63,7 +63,7 @@ impl Admin {
                 if loopback {
                     Ok(())
                 } else {
-                    Err(error(StatusCode::FORBIDDEN, "admin actions are only taken from loopback unless BLUESHIFT_ADMIN_TOKEN is set"))
+                    Err(Box::new(error(StatusCode::FORBIDDEN, "admin actions are only taken from loopback unless BLUESHIFT_ADMIN_TOKEN is set")))
                 }
             }
         }
@@ -75,7 +75,7 @@ impl Admin {
         make: impl FnOnce(Reply) -> Command,
     ) -> Response<Vec<u8>> {
         if let Err(denied) = self.authorize(session) {
-            return denied;
+            return *denied;
         }
         match self.supervisor.call(make).await {
             Ok(()) => json_response(StatusCode::OK, &status(&self.state.load())),

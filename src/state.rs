@@ -169,7 +169,7 @@ impl Snapshot {
         let p = &inp.policy;
         let n = p.colors.len();
         let eligible: Vec<bool> = (0..n)
-            .map(|i| !inp.rolled_back[i] && inp.health[i].iter().any(|h| *h == Status::Healthy))
+            .map(|i| !inp.rolled_back[i] && inp.health[i].contains(&Status::Healthy))
             .collect();
         let mut weights: Vec<u32> = (0..n)
             .map(|i| if eligible[i] { inp.base_weights[i] } else { 0 })

@@ -142,17 +142,11 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
             c.report(l.span(), "listen: give at least one address".into());
             vec![]
         }
-        Some(l) => {
-            l.0.iter()
-                .filter_map(|a| {
-                    c.socket_addr(
-                        "listen",
-                        &Spanned::new(l.span().clone(), a.clone()),
-                        l.span(),
-                    )
-                })
-                .collect()
-        }
+        Some(l) => l
+            .0
+            .iter()
+            .filter_map(|a| c.socket_addr("listen", &Spanned::new(*l.span(), a.clone()), l.span()))
+            .collect(),
     };
     let admin = match &f.admin {
         Some(a) => c.socket_addr("admin", a, a.span()),

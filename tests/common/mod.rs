@@ -319,3 +319,58 @@ pub fn two_colors(
         split.1
     )
 }
+
+/// One request's outcome under background load.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Instant,
+    pub status: u16,
+    pub color: String,
+}
+
+/// Steady client traffic from a background thread, one request every `every`, until stopped.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Sample>>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, every: Duration) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            // Bounded: at most 60 s of traffic whatever the test does.
+            let end = Instant::now() + Duration::from_secs(60);
+            while !s.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                let r = get(addr, "/predict", &[]);
+                let (status, color) = match r {
+                    Ok(r) => (r.status, r.color().to_owned()),
+                    Err(_) => (0, String::new()),
+                };
+                out.push(Sample {
+                    at: Instant::now(),
+                    status,
+                    color,
+                });
+                std::thread::sleep(every);
+            }
+            out
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,298 @@
+//! `blueshift check` and `blueshift serve` on bad input: every problem, its place, exit codes.
+
+use std::process::{Command, Output};
+
+fn blueshift(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blueshift"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn check_text(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = blueshift(&["check", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(path.to_str().unwrap(), "FILE");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+const GOOD: &str = "listen: 127.0.0.1:8080
+colors:
+  blue:
+    backends:
+      - addr: 127.0.0.1:5001
+  green:
+    backends:
+      - addr: 127.0.0.1:5002
+stable: blue
+split:
+  blue: 90
+  green: 10
+";
+
+/// Asserts that `yaml` is rejected with a message containing `expected` at `line:col`.
+fn rejects(yaml: &str, at: &str, expected: &str) {
+    let (code, stdout, stderr) = check_text(yaml);
+    assert_eq!(code, 1, "accepted:\n{yaml}\nstdout: {stdout}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(expected))
+        .unwrap_or_else(|| panic!("no `{expected}` in:\n{stderr}"));
+    assert!(
+        line.starts_with(&format!("FILE:{at}")),
+        "wanted FILE:{at}, got: {line}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn every_policy_under_conf_is_valid() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/conf")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = blueshift(&["check", path.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn a_valid_policy_gets_a_summary_and_exit_0() {
+    let (code, stdout, _) = check_text(GOOD);
+    assert_eq!(code, 0);
+    assert!(stdout.contains(": ok"), "{stdout}");
+    assert!(
+        stdout.contains("blue") && stdout.contains("90.0%") && stdout.contains("stable"),
+        "{stdout}"
+    );
+    assert!(stdout.lines().count() < 25, "one screen: {stdout}");
+}
+
+#[test]
+fn unknown_keys_are_errors_where_they_stand() {
+    rejects(&format!("{GOOD}bogus: 1\n"), "13:1", "unknown key `bogus`");
+    rejects(
+        &GOOD.replace(
+            "      - addr: 127.0.0.1:5002",
+            "      - addr: 127.0.0.1:5002\n        wieght: 2",
+        ),
+        "9:9",
+        "unknown key `wieght` in colors.green.backends[0]",
+    );
+    rejects(
+        &format!("{GOOD}health:\n  intervall: 1s\n"),
+        "14:3",
+        "unknown key `intervall` in health",
+    );
+}
+
+#[test]
+fn colors_that_do_not_exist_are_named() {
+    rejects(
+        &GOOD.replace("stable: blue", "stable: purple"),
+        "9:9",
+        "stable: there is no color `purple`",
+    );
+    rejects(
+        &GOOD.replace("  green: 10", "  gren: 10"),
+        "12:3",
+        "split: there is no color `gren`",
+    );
+    rejects(
+        &format!("{GOOD}rollout:\n  candidate: red\n  steps: [{{weight: 10, hold: 1s}}]\n"),
+        "14:14",
+        "rollout.candidate: there is no color `red`",
+    );
+}
+
+#[test]
+fn weights_must_be_non_negative_and_not_all_zero() {
+    rejects(
+        &GOOD.replace("green: 10", "green: -10"),
+        "12:10",
+        "weight of `green` must be a whole number >= 0, not -10",
+    );
+    rejects(
+        &GOOD
+            .replace("blue: 90", "blue: 0")
+            .replace("green: 10", "green: 0"),
+        "11:",
+        "at least one color needs a weight above 0",
+    );
+    rejects(
+        &GOOD.replace("127.0.0.1:5001", "127.0.0.1:5001\n        weight: -1"),
+        "6:17",
+        "backend weight must be a whole number >= 0, not -1",
+    );
+}
+
+#[test]
+fn stable_and_split_are_required_with_two_colors() {
+    let (code, _, stderr) = check_text(&GOOD.replace("stable: blue\n", ""));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("`stable` is required with 2 or more colors"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check_text(GOOD.split("split:").next().unwrap());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("`split` is required with 2 or more colors"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_color_needs_backends() {
+    rejects(
+        &GOOD.replace(
+            "    backends:\n      - addr: 127.0.0.1:5002\n",
+            "    backends: []\n",
+        ),
+        "7:15",
+        "color `green` has no backends",
+    );
+}
+
+#[test]
+fn durations_addresses_and_rates_are_checked() {
+    rejects(
+        &format!("{GOOD}health:\n  interval: soon\n"),
+        "14:13",
+        "health.interval: `soon` is not a duration",
+    );
+    rejects(
+        &GOOD.replace("127.0.0.1:5002", "127.0.0.1:70000"),
+        "8:15",
+        "`127.0.0.1:70000` has no valid port",
+    );
+    rejects(
+        &GOOD.replace("127.0.0.1:5002", "nohost"),
+        "8:15",
+        "`nohost` is not host:port",
+    );
+    rejects(
+        &GOOD.replace("listen: 127.0.0.1:8080", "listen: 8080"),
+        "1:9",
+        "listen: `8080` is not host:port",
+    );
+    rejects(
+        &format!("{GOOD}rollback:\n  max_error_rate: 1.5\n"),
+        "14:19",
+        "rollback.max_error_rate must be between 0 and 1, not 1.5",
+    );
+    rejects(
+        &format!("{GOOD}rollback:\n  max_error_rate: -0.1\n"),
+        "14:19",
+        "must be between 0 and 1",
+    );
+}
+
+#[test]
+fn the_candidate_cannot_be_the_stable_color() {
+    rejects(
+        &format!("{GOOD}rollout:\n  candidate: blue\n  steps: [{{weight: 10, hold: 1s}}]\n"),
+        "14:14",
+        "`blue` is the stable color; the candidate must be another one",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let yaml = "listen: 127.0.0.1:8080
+colors:
+  blue:
+    backends:
+      - addr: 127.0.0.1:5001
+  Green:
+    backends: []
+stable: purple
+split: {blue: -1}
+health: {interval: soon, typo: 1}
+rollback: {max_error_rate: 2}
+extra: true
+";
+    let (code, _, stderr) = check_text(yaml);
+    assert_eq!(code, 1);
+    for expected in [
+        "FILE:6:3: color `Green`: names use only a-z, 0-9 and -",
+        "FILE:7:15: color `Green` has no backends",
+        "FILE:8:9: stable: there is no color `purple`",
+        "weight of `blue` must be a whole number >= 0, not -1",
+        "health.interval: `soon` is not a duration",
+        "unknown key `typo` in health",
+        "rollback.max_error_rate must be between 0 and 1, not 2",
+        "FILE:12:1: unknown key `extra`",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(stderr.trim_end().ends_with("problems"), "{stderr}");
+}
+
+#[test]
+fn broken_yaml_empty_and_missing_files_are_clear() {
+    let (code, _, stderr) = check_text("listen: [127.0.0.1:8080\ncolors: {}\n");
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("FILE:2:7: invalid YAML"), "{stderr}");
+    let (code, _, stderr) = check_text("");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("FILE: the policy file is empty"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check_text("- a\n- b\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("the policy must be a mapping"), "{stderr}");
+    let out = blueshift(&["check", "/nonexistent/policy.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read /nonexistent/policy.yaml: no such file"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(blueshift(&["check"]).status.code(), Some(2));
+    assert_eq!(blueshift(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(blueshift(&["serve"]).status.code(), Some(2));
+}
+
+#[test]
+fn serve_refuses_an_invalid_policy_or_a_busy_port_in_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(&path, GOOD.replace("stable: blue", "stable: red")).unwrap();
+    let out = blueshift(&["serve", "-p", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stable: there is no color `red`"));
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    std::fs::write(&path, GOOD.replace("127.0.0.1:8080", &addr.to_string())).unwrap();
+    let out = blueshift(&["serve", "-p", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {addr}: the address is already in use"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

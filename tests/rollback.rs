@@ -1,0 +1,301 @@
+//! Health, passive tracking and the rollback machine end to end, over real sockets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use blueshift::model_server::Mode;
+use common::*;
+
+const FAST_HEALTH: &str =
+    "health:\n  interval: 200ms\n  timeout: 200ms\n  healthy_after: 2\n  unhealthy_after: 2\n";
+
+fn rolled_back(s: &serde_json::Value) -> bool {
+    s["state"] == "rolled_back"
+}
+
+#[test]
+fn killing_the_candidate_rolls_it_back_in_time_with_no_client_errors() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let p = Proxy::start(&two_colors(
+        &[m.addr(b)],
+        &[m.addr(g)],
+        (50, 50),
+        FAST_HEALTH,
+    ));
+    let load = Load::start(p.addr, Duration::from_millis(5));
+    eventually("green to serve some traffic", || {
+        (m.servers[g].controls.predictions() > 10).then_some(())
+    });
+    let killed = Instant::now();
+    m.servers[g].stop();
+    let s = p.wait_status("green to be rolled back", rolled_back);
+    let took = killed.elapsed();
+    // interval x unhealthy_after + 1 s
+    assert!(
+        took <= Duration::from_millis(400) + Duration::from_secs(1),
+        "rollback took {took:?}"
+    );
+    assert_eq!(s["rollback"]["color"], "green");
+    assert!(
+        s["rollback"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no healthy backend"),
+        "{s}"
+    );
+    assert_eq!(s["weights"]["green"], 0);
+    assert_eq!(s["weights"]["blue"], 100);
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = load.stop();
+    let errors: Vec<_> = samples.iter().filter(|s| s.status != 200).collect();
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed: {errors:?}",
+        errors.len(),
+        samples.len()
+    );
+    let after: Vec<_> = samples.iter().filter(|x| x.at > killed + took).collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|x| x.color == "blue"),
+        "after the rollback everything goes to blue"
+    );
+    assert!(p
+        .metrics()
+        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"unhealthy\"} 1"));
+}
+
+#[test]
+fn a_candidate_answering_500s_is_rolled_back_after_min_requests() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    m.servers[g].controls.set_mode(Mode::Failing);
+    let extra = "rollback:\n  max_error_rate: 0.05\n  window: 30s\n  min_requests: 20\n";
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), extra));
+    let mut failed = 0;
+    let s = eventually("green to be rolled back for its errors", || {
+        let r = p.get("/predict", &[]);
+        failed += usize::from(r.status == 500);
+        let s = p.status();
+        rolled_back(&s).then_some(s)
+    });
+    let reason = s["rollback"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("error rate 1.00 > 0.05 over 30s ("),
+        "{reason}"
+    );
+    assert!(
+        failed >= 20,
+        "judged after {failed} failures, before min_requests"
+    );
+    assert!(
+        failed <= 40,
+        "{failed} clients saw a 500 before the rollback"
+    );
+    for _ in 0..50 {
+        assert_eq!(p.get("/predict", &[]).color(), "blue");
+    }
+    assert!(p
+        .metrics()
+        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"error_rate\"} 1"));
+}
+
+#[test]
+fn a_slow_candidate_is_rolled_back_on_p99() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    m.servers[g].controls.set_delay(Duration::from_millis(250));
+    let extra = "rollback:\n  max_p99_latency: 100ms\n  min_requests: 5\n";
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), extra));
+    let s = eventually("green to be rolled back for latency", || {
+        p.get("/predict", &[]);
+        let s = p.status();
+        rolled_back(&s).then_some(s)
+    });
+    let reason = s["rollback"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("p99 latency 25") && reason.contains("> 100ms over 30s"),
+        "{reason}"
+    );
+}
+
+const ROLLOUT: &str = "rollout:\n  candidate: green\n  steps:\n    - {weight: 10, hold: 1s}\n    - {weight: 50, hold: 1s}\n    - {weight: 100, hold: 1s}\n";
+
+#[test]
+fn a_rollout_walks_three_steps_to_promoted() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (90, 10), ROLLOUT));
+    let mut seen = Vec::new();
+    let s = eventually("the rollout to be promoted", || {
+        let s = p.status();
+        let step = (
+            s["rollout"]["step"].as_u64()?,
+            s["weights"]["green"].as_u64()?,
+        );
+        if seen.last() != Some(&step) {
+            seen.push(step);
+        }
+        (s["state"] == "promoted").then_some(s)
+    });
+    assert!(
+        seen.contains(&(1, 10)) && seen.contains(&(2, 50)),
+        "steps seen: {seen:?}"
+    );
+    assert_eq!(s["weights"]["green"], 100);
+    assert_eq!(s["rollout"]["next_step_at"], serde_json::Value::Null);
+    assert!(p
+        .metrics()
+        .contains("blueshift_rollout_state{state=\"promoted\"} 1"));
+    for _ in 0..20 {
+        assert_eq!(p.get("/predict", &[]).color(), "green");
+    }
+}
+
+#[test]
+fn pause_holds_the_step_promote_jumps_and_409s_say_why() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (90, 10), ROLLOUT));
+    let r = p.admin_post("/pause", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let s: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["rollout"]["step"].as_u64()),
+        (Some("paused"), Some(1))
+    );
+    assert_eq!(p.admin_post("/pause", &[]).status, 409);
+    // A paused step outlives its hold.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = p.status();
+    assert_eq!(
+        (s["state"].as_str(), s["rollout"]["step"].as_u64()),
+        (Some("paused"), Some(1))
+    );
+    let r = p.admin_post("/promote", &[]);
+    assert_eq!(r.status, 200);
+    let s: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["weights"]["green"].as_u64()),
+        (Some("promoted"), Some(100))
+    );
+    let r = p.admin_post("/promote", &[]);
+    assert_eq!(r.status, 409);
+    let e: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(e["error"], "green is already promoted");
+}
+
+#[test]
+fn manual_rollback_and_resume() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let p = Proxy::start(&two_colors(
+        &[m.addr(b)],
+        &[m.addr(g)],
+        (50, 50),
+        "affinity:\n  cookie: blueshift\n",
+    ));
+    let r = p.admin_post("/rollback", &[]);
+    assert_eq!(r.status, 200);
+    let s: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["rollback"]["color"].as_str()),
+        (Some("rolled_back"), Some("green"))
+    );
+    assert_eq!(s["rollback"]["reason"], "manual rollback by an operator");
+    // Pinned green sessions move to blue and are re-pinned.
+    let r = p.get("/predict", &[("cookie", "blueshift=green")]);
+    assert_eq!(
+        (r.color(), r.pinned("blueshift").as_deref()),
+        ("blue", Some("blue"))
+    );
+    assert_eq!(p.admin_post("/rollback", &[]).status, 409);
+    let r = p.admin_post("/resume", &[]);
+    assert_eq!(r.status, 200);
+    let s: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (s["state"].as_str(), s["weights"]["green"].as_u64()),
+        (Some("steady"), Some(50))
+    );
+    assert_eq!(p.admin_post("/resume", &[]).status, 409);
+    assert!(p
+        .metrics()
+        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"manual\"} 1"));
+}
+
+#[test]
+fn a_restart_with_a_state_file_stays_rolled_back() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let policy = two_colors(
+        &[m.addr(b)],
+        &[m.addr(g)],
+        (50, 50),
+        &format!("state_file: {}\n", state.display()),
+    );
+    let first = Proxy::start(&policy);
+    assert_eq!(first.admin_post("/rollback", &[]).status, 200);
+    drop(first);
+    let second = Proxy::start(&policy);
+    let s = second.status();
+    assert_eq!(s["state"], "rolled_back", "{s}");
+    assert_eq!(s["rollback"]["reason"], "manual rollback by an operator");
+    assert_eq!(s["weights"]["green"], 0);
+    for _ in 0..30 {
+        assert_eq!(second.get("/predict", &[]).color(), "blue");
+    }
+    // A corrupt state file is reported and ignored, never fatal.
+    drop(second);
+    std::fs::write(&state, "{ not json").unwrap();
+    let third = Proxy::start(&policy);
+    assert_eq!(third.status()["state"], "steady");
+}
+
+#[test]
+fn admin_posts_need_the_token_when_one_is_set() {
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let p = Proxy::start_with_env(
+        &two_colors(&[m.addr(b)], &[m.addr(b)], (50, 50), ""),
+        &[("BLUESHIFT_ADMIN_TOKEN", "s3cret")],
+    );
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        vec![("authorization", "s3cret")],
+        vec![("authorization", "Bearer s3cret2")],
+    ] {
+        let r = p.admin_post("/rollback", &headers);
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert!(r.body.contains("\"error\""), "{}", r.body);
+    }
+    assert_eq!(
+        p.status()["state"],
+        "steady",
+        "refused actions change nothing"
+    );
+    assert_eq!(
+        p.admin_post("/rollback", &[("authorization", "Bearer s3cret")])
+            .status,
+        200
+    );
+    // Reads need no token.
+    assert_eq!(get(p.admin, "/status", &[]).unwrap().status, 200);
+}
+
+#[test]
+fn admin_unknown_paths_are_404_and_wrong_methods_405() {
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(b)], (50, 50), ""));
+    let r = get(p.admin, "/nope", &[]).unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("\"error\""));
+    assert_eq!(get(p.admin, "/rollback", &[]).unwrap().status, 405);
+    assert_eq!(post(p.admin, "/status", &[]).unwrap().status, 405);
+    let r = get(p.admin, "/healthz", &[]).unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+}
