@@ -23,6 +23,8 @@ pub enum Mode {
     Failing,
     /// `/health` answers 503; `/predict` still works.
     Unhealthy,
+    /// `/predict` reads the request and closes the connection without answering.
+    Hangup,
 }
 
 /// Shared switches of one running server.
@@ -53,6 +55,7 @@ impl Controls {
         match self.mode.load(Ordering::Relaxed) {
             1 => Mode::Failing,
             2 => Mode::Unhealthy,
+            3 => Mode::Hangup,
             _ => Mode::Healthy,
         }
     }
@@ -66,6 +69,7 @@ pub struct ModelServer {
     /// Its switches.
     pub controls: Arc<Controls>,
     stop: watch::Sender<bool>,
+    closed: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl ModelServer {
@@ -82,12 +86,18 @@ impl ModelServer {
         let (stop, stopped) = watch::channel(false);
         let version: Arc<str> = version.into();
         let c = controls.clone();
+        let (closed_tx, closed) = std::sync::mpsc::channel();
         tokio::spawn(async move {
             let mut stopped_accept = stopped.clone();
+            // Dropped with the listener when this task ends: tells `stop` the port is closed.
+            let _closed = closed_tx;
             loop {
                 tokio::select! {
                     _ = stopped_accept.changed() => break,
                     conn = listener.accept() => {
+                        if *stopped_accept.borrow() {
+                            break;
+                        }
                         let Ok((stream, _)) = conn else { continue };
                         let (v, c, mut s) = (version.clone(), c.clone(), stopped.clone());
                         tokio::spawn(async move {
@@ -104,12 +114,17 @@ impl ModelServer {
             addr,
             controls,
             stop,
+            closed: std::sync::Mutex::new(Some(closed)),
         })
     }
 
-    /// Closes the port and every connection.
+    /// Closes the port and every connection; returns once the port is closed (or after 1 s).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        let closed = self.closed.lock().ok().and_then(|mut c| c.take());
+        if let Some(closed) = closed {
+            let _ = closed.recv_timeout(std::time::Duration::from_secs(1));
+        }
     }
 }
 
@@ -163,6 +178,10 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
         let body = buf[head_len..head_len + body_len].to_vec();
         buf.drain(..head_len + body_len);
 
+        if c.mode() == Mode::Hangup && !path.starts_with("/health") {
+            c.predictions.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let (status, extra, payload) = answer(&path, is_get, &body, version, c).await;
         let head = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-model-version: {version}\r\n{extra}{}\r\n",

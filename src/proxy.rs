@@ -51,6 +51,18 @@ pub struct Ctx {
     started: Instant,
 }
 
+impl Ctx {
+    /// Excludes `peer` from this request's retries and counts the failure against its color.
+    fn give_up_on(&mut self, peer: &HttpPeer) {
+        if let Some(addr) = peer._address.as_inet() {
+            self.tried.push(*addr);
+        }
+        if let (Some(snap), Some(color)) = (&self.snap, self.color) {
+            snap.colors[color].outcomes.record_failed_attempt();
+        }
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Blueshift {
     type CTX = Ctx;
@@ -178,6 +190,31 @@ impl ProxyHttp for Blueshift {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
         );
         e.set_retry(true);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer {peer}"));
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if !replayable || session.response_written().is_some() {
+            e.set_retry(false);
+        } else if client_reused {
+            // A stale keep-alive connection: the backend itself may be fine.
+            e.retry.decide_reuse(true);
+        } else {
+            // A fresh connection that died before answering: like a refused connect, try
+            // elsewhere (nginx's `proxy_next_upstream error`, for idempotent requests only).
+            ctx.give_up_on(peer);
+            e.set_retry(true);
+        }
         e
     }
 

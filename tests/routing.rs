@@ -186,6 +186,38 @@ fn a_backend_dying_in_a_pool_of_two_causes_no_client_error() {
 }
 
 #[test]
+fn a_backend_hanging_up_is_retried_for_idempotent_requests_only() {
+    let mut m = Models::new();
+    let (bad, good, g) = (m.start("v1"), m.start("v1"), m.start("v2"));
+    m.servers[bad]
+        .controls
+        .set_mode(blueshift::model_server::Mode::Hangup);
+    let p = Proxy::start(&two_colors(
+        &[m.addr(bad), m.addr(good)],
+        &[m.addr(g)],
+        (100, 0),
+        BLIND,
+    ));
+    for i in 0..100 {
+        let r = p.get("/predict", &[]);
+        assert_eq!(r.status, 200, "GET {i}: {r:?}");
+    }
+    assert!(
+        m.servers[bad].controls.predictions() > 0,
+        "the bad backend was tried"
+    );
+    // A POST may have reached the model: it is never replayed, the client sees the failure.
+    let statuses: Vec<u16> = (0..40)
+        .map(|_| post(p.addr, "/predict", &[]).unwrap().status)
+        .collect();
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 502),
+        "{statuses:?}"
+    );
+}
+
+#[test]
 fn a_dying_color_falls_back_to_stable_without_errors() {
     let mut m = Models::new();
     let (b, g1, g2) = (m.start("v1"), m.start("v2"), m.start("v2"));

@@ -73,6 +73,20 @@ impl Models {
     }
 }
 
+/// Two free loopback addresses: the proxy's and the admin API's.
+pub fn ports() -> (SocketAddr, SocketAddr) {
+    let a = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let b = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    (a, b)
+}
+
+/// Replaces `{listen}` and `{admin}` in a policy template.
+pub fn fill(policy: &str, addr: SocketAddr, admin: SocketAddr) -> String {
+    policy
+        .replace("{listen}", &addr.to_string())
+        .replace("{admin}", &admin.to_string())
+}
+
 /// A `blueshift serve` child process.
 pub struct Proxy {
     child: Child,
@@ -91,16 +105,23 @@ impl Proxy {
 
     pub fn start_with_env(policy: &str, env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let text = policy
-            .replace("{listen}", &addr.to_string())
-            .replace("{admin}", &admin.to_string());
         let path = dir.path().join("policy.yaml");
-        std::fs::write(&path, text).unwrap();
+        let (addr, admin) = ports();
+        std::fs::write(&path, fill(policy, addr, admin)).unwrap();
+        Proxy::launch(&path, addr, admin, env, dir)
+    }
+
+    /// Runs the binary on a policy file the caller wrote (with [`ports`] and [`fill`]).
+    pub fn launch(
+        path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+    ) -> Proxy {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blueshift"));
         cmd.args(["serve", "--policy"])
-            .arg(&path)
+            .arg(path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -113,7 +134,7 @@ impl Proxy {
             child,
             addr,
             admin,
-            policy: path,
+            policy: path.to_path_buf(),
             _dir: dir,
         };
         eventually("the proxy to start", || {
@@ -174,6 +195,16 @@ impl Proxy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
     }
 
     pub fn is_running(&mut self) -> bool {
