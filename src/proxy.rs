@@ -240,6 +240,15 @@ impl ProxyHttp for Blueshift {
         Ok(())
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+        // A client that hangs up mid-request is not blueshift's error; the metrics count it.
+        e.esource() == &pingora_core::ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
     // ---- fail_to_proxy: a short plain-text reason -----------------------------------------
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

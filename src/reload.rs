@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 use crate::supervisor::{Command, Handle};
 
-/// Quiet time after the last file event before reading the file.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Time from a burst's first file event to reading the file.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Starts the watcher and the SIGHUP listener; must run inside a tokio runtime.
 pub fn spawn(path: PathBuf, handle: Handle) {
@@ -58,13 +58,10 @@ async fn debounce(
     let _watcher = watcher;
     let mut last = read(&path);
     while rx.recv().await.is_some() {
-        loop {
-            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_) => break,
-            }
-        }
+        // A fixed window from the first event, not a sliding one: a writer that never pauses
+        // (a config tool rewriting every 100 ms) must not starve reloads.
+        tokio::time::sleep(DEBOUNCE).await;
+        while rx.try_recv().is_ok() {}
         let now = read(&path);
         if now != last {
             last = now;

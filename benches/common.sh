@@ -1,0 +1,139 @@
+# Shared pieces of the load benchmarks: a fixed nginx backend (blue/green), blueshift, and nginx
+# and HAProxy as proxies, all on loopback, all stopped on exit. Source it; do not run it.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d /tmp/blueshift-bench.XXXXXX)
+BLUE_PORT=${BLUE_PORT:-15001}
+GREEN_PORT=${GREEN_PORT:-15002}
+BS_PORT=${BS_PORT:-18080}
+BS_ADMIN=${BS_ADMIN:-19901}
+NGINX_PORT=${NGINX_PORT:-18081}
+HAPROXY_PORT=${HAPROXY_PORT:-18082}
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/backend/nginx.pid" ] && kill "$(cat "$WORK/backend/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/proxy/nginx.pid" ] && kill "$(cat "$WORK/proxy/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need_tools() {
+  local missing=()
+  for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on :$1" >&2
+  return 1
+}
+
+# A fixed JSON backend on two ports, like a model server that answers instantly.
+start_backend() {
+  mkdir -p "$WORK/backend/logs"
+  cat >"$WORK/backend/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/error.log error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BLUE_PORT; location / { default_type application/json; return 200 '{"prediction":"positive","confidence":0.87,"model_version":"v1"}'; } }
+  server { listen 127.0.0.1:$GREEN_PORT; location / { default_type application/json; return 200 '{"prediction":"positive","confidence":0.93,"model_version":"v2"}'; } }
+}
+EOF
+  nginx -p "$WORK/backend" -c "$WORK/backend/nginx.conf"
+  wait_port "$BLUE_PORT"; wait_port "$GREEN_PORT"
+}
+
+# blueshift with a 90/10 split, cookie affinity and metrics on.
+bs_policy() {
+  cat <<EOF
+listen: 127.0.0.1:$BS_PORT
+admin: 127.0.0.1:$BS_ADMIN
+colors:
+  blue:
+    backends: [{addr: 127.0.0.1:$BLUE_PORT}]
+  green:
+    backends: [{addr: 127.0.0.1:$GREEN_PORT}]
+stable: blue
+split: {blue: ${1:-90}, green: ${2:-10}}
+affinity: {cookie: blueshift}
+override_header: x-blueshift-color
+EOF
+}
+
+start_blueshift() {
+  bs_policy >"$WORK/policy.yaml"
+  RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" ${BS_PINGORA_CONF:+--pingora-conf "$BS_PINGORA_CONF"} &
+  PIDS+=($!)
+  wait_port "$BS_PORT"
+  for _ in $(seq 100); do
+    curl -sf "127.0.0.1:$BS_ADMIN/status" | grep -q '"health": "unknown"' || return 0
+    sleep 0.05
+  done
+}
+
+# nginx as the proxy: weighted upstream, keep-alive to the backend.
+start_nginx_proxy() {
+  mkdir -p "$WORK/proxy/logs"
+  nginx_proxy_conf "${1:-90}" "${2:-10}" >"$WORK/proxy/nginx.conf"
+  nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf"
+  wait_port "$NGINX_PORT"
+}
+
+nginx_proxy_conf() {
+  cat <<EOF
+worker_processes 1;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/error.log error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream models { server 127.0.0.1:$BLUE_PORT weight=$1; server 127.0.0.1:$GREEN_PORT weight=$2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://models; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+}
+
+# HAProxy: weights and cookie insert, keep-alive to the backend.
+start_haproxy() {
+  cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend models
+backend models
+  balance random
+  cookie blueshift insert indirect nocache
+  server blue 127.0.0.1:$BLUE_PORT weight 90 cookie blue
+  server green 127.0.0.1:$GREEN_PORT weight 10 cookie green
+EOF
+  haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+  PIDS+=("$(cat "$WORK/haproxy.pid")")
+  wait_port "$HAPROXY_PORT"
+}
