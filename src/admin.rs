@@ -201,6 +201,7 @@ pub fn status(s: &Snapshot) -> Value {
     let ctl = &s.control;
     json!({
         "revision": s.revision,
+        "pid": std::process::id(),
         "state": ctl.state.as_str(),
         "stable": s.policy.stable_name(),
         "weights": weights,

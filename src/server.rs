@@ -100,7 +100,8 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) {
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
 
-    server.add_service(proxy);
+    let supervisor = server.add_service(background_service("blueshift supervisor", supervisor));
+    let proxy = server.add_service(proxy);
+    proxy.add_dependency(&supervisor);
     server.add_service(admin);
-    server.add_service(background_service("blueshift supervisor", supervisor));
 }

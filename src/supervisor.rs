@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use log::{error, info, warn};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
+use pingora_core::services::ServiceReadyNotifier;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::health::{Checks, Counter, Probe, Status};
@@ -541,26 +542,57 @@ fn state_of(phase: rollout::Phase) -> &'static str {
     }
 }
 
+impl Inner {
+    /// Whether every backend has had its first health check.
+    fn all_checked(&self) -> bool {
+        self.addrs().iter().all(|a| {
+            self.health
+                .get(a)
+                .is_some_and(|h| h.status != Status::Unknown)
+        })
+    }
+}
+
 #[async_trait]
 impl BackgroundService for Supervisor {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    /// The proxy service depends on this one, so it starts accepting only once every backend
+    /// had its first health check (or a check timeout passed): a fresh start or a graceful
+    /// upgrade never answers 503 just because nothing was probed yet.
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         let Some((mut commands, mut probes)) = self.channels.lock().await.take() else {
             return;
         };
-        {
+        let warm_up = {
             let mut inner = self.inner.lock().await;
             let addrs = inner.addrs();
             let (settings, tx) = (inner.policy.health.clone(), inner.probe_tx.clone());
             inner.checks.sync(&addrs, &settings, &tx);
-        }
-        crate::reload::spawn(self.inner.lock().await.path.clone(), self.handle.clone());
+            crate::reload::spawn(inner.path.clone(), self.handle.clone());
+            tokio::time::sleep(settings.timeout + Duration::from_millis(100))
+        };
+        tokio::pin!(warm_up);
+        let mut ready = Some(ready);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 Some(cmd) = commands.recv() => self.inner.lock().await.on_command(cmd),
-                Some(probe) = probes.recv() => self.inner.lock().await.on_probe(probe),
+                Some(probe) = probes.recv() => {
+                    let mut inner = self.inner.lock().await;
+                    inner.on_probe(probe);
+                    if ready.is_some() && inner.all_checked() {
+                        ready.take().map(ServiceReadyNotifier::notify_ready);
+                    }
+                }
+                _ = &mut warm_up, if ready.is_some() => {
+                    warn!("some backends have not answered a first health check yet; serving anyway");
+                    ready.take().map(ServiceReadyNotifier::notify_ready);
+                }
                 _ = tick.tick() => self.inner.lock().await.on_tick(),
             }
         }

@@ -344,3 +344,30 @@ fn a_changed_listen_address_is_reported_as_needing_a_restart() {
         "still serving on the old address"
     );
 }
+
+#[test]
+fn a_request_in_flight_finishes_on_the_policy_it_started_with() {
+    let s = Setup::new((0, 100), "");
+    s.m.servers[s.g]
+        .controls
+        .set_delay(Duration::from_millis(800));
+    let addr = s.p.addr;
+    let slow = std::thread::spawn(move || get(addr, "/predict", &[]).unwrap());
+    eventually("the slow request to reach green", || {
+        (s.m.servers[s.g].controls.predictions() > 0).then_some(())
+    });
+    // Remove green while the request is still inside it.
+    let only_blue = fill(
+        &format!("listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends:\n      - addr: {}\n", s.m.addr(s.b)),
+        s.p.addr,
+        s.p.admin,
+    );
+    write_atomically(&s.p.policy, &only_blue);
+    s.p.wait_status("green's removal", |st| st["colors"].get("green").is_none());
+    let r = slow.join().unwrap();
+    assert_eq!(
+        (r.status, r.color(), r.header("x-model-version")),
+        (200, "green", Some("v2"))
+    );
+    assert_eq!(s.p.get("/predict", &[]).color(), "blue");
+}

@@ -119,9 +119,16 @@ impl Proxy {
         env: &[(&str, &str)],
         dir: tempfile::TempDir,
     ) -> Proxy {
+        let child = Proxy::spawn(path, &[], env);
+        Proxy::attach(child, path, addr, admin, dir)
+    }
+
+    /// Starts `blueshift serve --policy path` with extra arguments, without waiting.
+    pub fn spawn(path: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blueshift"));
         cmd.args(["serve", "--policy"])
             .arg(path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -129,7 +136,17 @@ impl Proxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
+        cmd.spawn().unwrap()
+    }
+
+    /// Waits for a spawned process to serve, and owns it from then on.
+    pub fn attach(
+        child: Child,
+        path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        dir: tempfile::TempDir,
+    ) -> Proxy {
         let mut p = Proxy {
             child,
             addr,
@@ -141,7 +158,10 @@ impl Proxy {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("blueshift exited early: {status}");
             }
-            (get(admin, "/healthz", &[]).ok()?.status == 200).then_some(())
+            let status = get(admin, "/status", &[]).ok()?;
+            let pid =
+                serde_json::from_str::<serde_json::Value>(&status.body).ok()?["pid"].as_u64()?;
+            (pid == u64::from(p.child.id())).then_some(())
         });
         p.wait_checked();
         p
