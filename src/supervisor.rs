@@ -585,13 +585,17 @@ impl BackgroundService for Supervisor {
                 Some(probe) = probes.recv() => {
                     let mut inner = self.inner.lock().await;
                     inner.on_probe(probe);
-                    if ready.is_some() && inner.all_checked() {
-                        ready.take().map(ServiceReadyNotifier::notify_ready);
+                    if inner.all_checked() {
+                        if let Some(r) = ready.take() {
+                            r.notify_ready();
+                        }
                     }
                 }
                 _ = &mut warm_up, if ready.is_some() => {
                     warn!("some backends have not answered a first health check yet; serving anyway");
-                    ready.take().map(ServiceReadyNotifier::notify_ready);
+                    if let Some(r) = ready.take() {
+                        r.notify_ready();
+                    }
                 }
                 _ = tick.tick() => self.inner.lock().await.on_tick(),
             }
