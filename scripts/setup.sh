@@ -7,7 +7,8 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)        # Pingora builds zlib-ng with it
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 if [ "${1:-}" = "--test" ]; then
-  command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)          # promtool checks metrics and rules
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)      # verifies deploy/systemd
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -103,11 +103,11 @@ impl ServeHttp for Admin {
         let path = session.req_header().uri.path().to_owned();
         match (&method, path.as_str()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET | &Method::HEAD, "/metrics") => Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                .body(crate::metrics::render())
-                .unwrap_or_default(),
+            (&Method::GET | &Method::HEAD, "/metrics") => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::render(),
+            ),
             (&Method::GET | &Method::HEAD, "/status") => {
                 json_response(StatusCode::OK, &status(&self.state.load()))
             }
@@ -137,22 +137,24 @@ impl ServeHttp for Admin {
     }
 }
 
-fn text(code: StatusCode, body: &str) -> Response<Vec<u8>> {
+fn respond(code: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(code)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(body.as_bytes().to_vec())
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
         .unwrap_or_default()
+}
+
+fn text(code: StatusCode, body: &str) -> Response<Vec<u8>> {
+    respond(code, "text/plain; charset=utf-8", body.as_bytes().to_vec())
 }
 
 fn json_response(code: StatusCode, v: &Value) -> Response<Vec<u8>> {
     let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
     body.push(b'\n');
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(body)
-        .unwrap_or_default()
+    respond(code, "application/json", body)
 }
 
 fn error(code: StatusCode, message: &str) -> Response<Vec<u8>> {
@@ -210,6 +212,7 @@ pub fn status(s: &Snapshot) -> Value {
             "candidate": r.candidate,
             "step": r.step,
             "steps": r.steps,
+            "step_weights": s.policy.rollout.as_ref().map(|ro| ro.steps.iter().map(|st| st.weight).collect::<Vec<_>>()),
             "next_step_at": r.next_at.map(rfc3339),
         })),
         "rollback": ctl.rollback.as_ref().map(|r| json!({

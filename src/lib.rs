@@ -18,12 +18,14 @@
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
 //! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
-//! - [`cli`]: `blueshift check` and the admin client commands.
+//! - [`cli`]: `blueshift check`, `status` and the admin actions.
+//! - [`client`]: the CLI's small HTTP client for the admin API.
 //! - [`demo`]: `blueshift demo`.
 
 pub mod admin;
 pub mod affinity;
 pub mod cli;
+pub mod client;
 pub mod demo;
 pub mod health;
 pub mod metrics;

@@ -7,7 +7,13 @@ use clap::{Parser, Subcommand};
 
 /// A programmable edge load balancer for shipping new ML models.
 #[derive(Parser)]
-#[command(name = "blueshift", version, about, long_about = None)]
+#[command(
+    name = "blueshift",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  blueshift demo\n  blueshift check policy.yaml\n  blueshift serve --policy policy.yaml\n  blueshift status\n  BLUESHIFT_ADMIN_TOKEN=... blueshift rollback --admin 10.0.0.5:9901"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,6 +43,33 @@ enum Command {
     },
     /// Start two demo model servers (blue = v1, green = v2) and the proxy on fixed local ports.
     Demo,
+    /// Show the live state: weights, backend health, rollout, last rollback and reload.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the raw /status JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send all traffic to the stable color (state rolled_back, reason manual).
+    Rollback(AdminArgs),
+    /// Put the rollout's candidate at 100% (state promoted).
+    Promote(AdminArgs),
+    /// Freeze the rollout on its current step; automatic rollback stays armed.
+    Pause(AdminArgs),
+    /// Continue a paused rollout, or clear rollbacks.
+    Resume(AdminArgs),
+    /// Re-read the policy file now (it is also watched, and SIGHUP works too).
+    Reload(AdminArgs),
+}
+
+/// Where the admin API is.
+#[derive(clap::Args)]
+#[command(after_help = "Admin POSTs send BLUESHIFT_ADMIN_TOKEN as a bearer token when it is set.")]
+struct AdminArgs {
+    /// Admin API address (host:port).
+    #[arg(long, env = "BLUESHIFT_ADMIN", default_value = blueshift::cli::DEFAULT_ADMIN, value_name = "ADDR")]
+    admin: String,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +89,12 @@ fn main() -> ExitCode {
         }),
         Command::Check { file } => blueshift::cli::check(&file),
         Command::Demo => blueshift::demo::run(),
+        Command::Status { admin, json } => blueshift::cli::status(&admin.admin, json),
+        Command::Rollback(a) => blueshift::cli::action(&a.admin, "rollback"),
+        Command::Promote(a) => blueshift::cli::action(&a.admin, "promote"),
+        Command::Pause(a) => blueshift::cli::action(&a.admin, "pause"),
+        Command::Resume(a) => blueshift::cli::action(&a.admin, "resume"),
+        Command::Reload(a) => blueshift::cli::action(&a.admin, "reload"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
