@@ -46,7 +46,7 @@ start_backend() {
 worker_processes 1;
 pid $WORK/backend/nginx.pid;
 error_log $WORK/backend/error.log error;
-events { worker_connections 20000; }
+events { worker_connections 12000; }
 http {
   access_log off;
   keepalive_requests 1000000;
@@ -99,7 +99,7 @@ nginx_proxy_conf() {
 worker_processes 1;
 pid $WORK/proxy/nginx.pid;
 error_log $WORK/proxy/error.log error;
-events { worker_connections 20000; }
+events { worker_connections 12000; }
 http {
   access_log off;
   keepalive_requests 1000000;
@@ -117,7 +117,7 @@ start_haproxy() {
   cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 9990
 defaults
   mode http
   timeout connect 2s
