@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Pingora allocates per request (header maps, buffers, futures); mimalloc's thread-local free
+// lists make that measurably cheaper than glibc's malloc (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A programmable edge load balancer for shipping new ML models.
 #[derive(Parser)]
 #[command(
