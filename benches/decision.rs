@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use blueshift::health::Status;
 use blueshift::outcomes::Outcomes;
-use blueshift::split::{decide, Inputs};
+use blueshift::proxy::routing_inputs;
+use blueshift::split::decide;
 use blueshift::state::{self, Control, ReloadView, Snapshot, StateName};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora_http::RequestHeader;
@@ -65,26 +66,9 @@ fn request(cookie: Option<&str>, session: Option<&str>) -> RequestHeader {
     r
 }
 
-/// What `request_filter` + `upstream_peer` do for one request.
+/// What `request_filter` + `upstream_peer` do for one request, with the proxy's own functions.
 fn decision(snap: &Snapshot, req: &RequestHeader, r: u32) -> usize {
-    let p = &snap.policy;
-    let a = p.affinity.as_ref().unwrap();
-    let input = Inputs {
-        override_color: p
-            .override_header
-            .as_ref()
-            .and_then(|h| req.headers.get(h))
-            .map(|v| v.as_bytes()),
-        cookie: a
-            .cookie
-            .as_deref()
-            .and_then(|name| blueshift::affinity::find(req, name)),
-        session_key: a
-            .header
-            .as_ref()
-            .and_then(|h| req.headers.get(h))
-            .map(|v| v.as_bytes()),
-    };
+    let input = routing_inputs(req, &snap.policy);
     let color = decide(&snap.table, input, r).unwrap().color();
     let backend = snap.colors[color].pick(&[], r).unwrap();
     color + backend.weight as usize

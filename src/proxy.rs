@@ -11,12 +11,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
+use http::HeaderName;
 use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::policy::Policy;
 use crate::split::{self, Decision, Refusal};
 use crate::state::{Shared, Snapshot};
 
@@ -99,20 +101,7 @@ impl ProxyHttp for Blueshift {
             return Ok(true);
         }
         let affinity = p.affinity.as_ref();
-        let input = split::Inputs {
-            override_color: p
-                .override_header
-                .as_ref()
-                .and_then(|h| req.headers.get(h))
-                .map(|v| v.as_bytes()),
-            cookie: affinity
-                .and_then(|a| a.cookie.as_deref())
-                .and_then(|name| crate::affinity::find(req, name)),
-            session_key: affinity
-                .and_then(|a| a.header.as_ref())
-                .and_then(|h| req.headers.get(h))
-                .map(|v| v.as_bytes()),
-        };
+        let input = routing_inputs(req, p);
         let decision = split::decide(&snap.table, input, fastrand::u32(..));
         ctx.snap = Some(snap.clone());
         match decision {
@@ -330,6 +319,19 @@ impl ProxyHttp for Blueshift {
                 elapsed.as_secs_f64() * 1000.0
             );
         }
+    }
+}
+
+/// What a request brings that the split looks at: override, affinity cookie, session header.
+pub fn routing_inputs<'a>(req: &'a RequestHeader, p: &Policy) -> split::Inputs<'a> {
+    let affinity = p.affinity.as_ref();
+    let header = |h: Option<&HeaderName>| h.and_then(|h| req.headers.get(h)).map(|v| v.as_bytes());
+    split::Inputs {
+        override_color: header(p.override_header.as_ref()),
+        cookie: affinity
+            .and_then(|a| a.cookie.as_deref())
+            .and_then(|name| crate::affinity::find(req, name)),
+        session_key: header(affinity.and_then(|a| a.header.as_ref())),
     }
 }
 
