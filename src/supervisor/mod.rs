@@ -18,11 +18,13 @@ use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+mod apply;
+
 use crate::health::{Checks, Counter, Probe, Status};
 use crate::metrics;
 use crate::outcomes::Outcomes;
 use crate::persist;
-use crate::policy::{self, Policy};
+use crate::policy::Policy;
 use crate::rollout::{self, Event, Machine};
 use crate::state::{self, Control, ReloadView, RollbackView, RolloutView, Shared, Snapshot};
 
@@ -67,11 +69,6 @@ impl Handle {
         let gone = || "blueshift is shutting down".to_string();
         self.tx.send(make(tx)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
-    }
-
-    /// Sends a command without waiting (for signal handlers and the file watcher).
-    pub fn send(&self, cmd: Command) {
-        let _ = self.tx.try_send(cmd);
     }
 }
 
@@ -409,119 +406,6 @@ impl Inner {
                 let _ = reply.send(r);
             }
         }
-    }
-
-    /// Re-reads the policy; on any problem keeps everything as it is.
-    fn reload(&mut self, source: &str) -> Result<(), String> {
-        let at = Some(SystemTime::now());
-        match policy::read_file(&self.path) {
-            Err(problems) => {
-                let error = problems
-                    .0
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                error!(
-                    "reload ({source}) of {} failed, keeping revision {}: {error}",
-                    self.path.display(),
-                    self.revision
-                );
-                metrics::reloaded(false);
-                self.last_reload = ReloadView {
-                    ok: false,
-                    error: Some(error.clone()),
-                    at,
-                };
-                self.publish();
-                Err(format!("the policy is invalid, nothing changed: {error}"))
-            }
-            Ok(new) => {
-                metrics::reloaded(true);
-                self.last_reload = ReloadView {
-                    ok: true,
-                    error: None,
-                    at,
-                };
-                self.apply(new, source);
-                Ok(())
-            }
-        }
-    }
-
-    fn apply(&mut self, new: Policy, source: &str) {
-        let old = self.policy.clone();
-        self.restart_required = ["listen", "admin"]
-            .into_iter()
-            .filter(|k| {
-                if *k == "listen" {
-                    old.listen != new.listen
-                } else {
-                    old.admin != new.admin
-                }
-            })
-            .map(|k| format!("{k} changed: restart blueshift (or serve --upgrade) to apply it"))
-            .collect();
-        for r in &self.restart_required {
-            warn!("{r}");
-        }
-        if *old == new {
-            info!(
-                "reload ({source}): policy unchanged at revision {}",
-                self.revision
-            );
-            self.publish();
-            return;
-        }
-        let before = self.machine.clone();
-        for name in self.machine.reconcile(&old, &new, Instant::now()) {
-            info!("reload clears the rollback of {name}");
-        }
-        for c in &new.colors {
-            let changed = old
-                .colors
-                .iter()
-                .find(|o| o.name == c.name)
-                .is_none_or(|o| o.backends != c.backends);
-            if changed {
-                self.outcomes_of(&c.name).clear(Instant::now());
-            }
-        }
-        for c in &old.colors {
-            if new.color_index(&c.name).is_none() {
-                self.outcomes.remove(&c.name);
-                metrics::forget_color(&c.name);
-            }
-            for b in &c.backends {
-                if !new
-                    .colors
-                    .iter()
-                    .any(|n| n.name == c.name && n.backends.iter().any(|nb| nb.addr == b.addr))
-                {
-                    metrics::forget_backend(&c.name, &b.addr.to_string());
-                }
-            }
-        }
-        self.revision += 1;
-        self.policy = Arc::new(new);
-        let addrs = self.addrs();
-        self.health.retain(|a, _| addrs.contains(a));
-        self.checks
-            .sync(&addrs, &self.policy.health, &self.probe_tx);
-        info!("reload ({source}): applied revision {}", self.revision);
-        self.after_change(&before);
-    }
-
-    fn addrs(&self) -> Vec<SocketAddr> {
-        let mut addrs: Vec<SocketAddr> = self
-            .policy
-            .colors
-            .iter()
-            .flat_map(|c| c.backends.iter().map(|b| b.addr))
-            .collect();
-        addrs.sort();
-        addrs.dedup();
-        addrs
     }
 }
 

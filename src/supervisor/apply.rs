@@ -1,0 +1,127 @@
+//! Applying a reloaded policy: validate off to the side, carry state over, swap once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use log::{error, info, warn};
+
+use super::Inner;
+use crate::metrics;
+use crate::policy::{self, Policy};
+use crate::state::ReloadView;
+
+impl Inner {
+    /// Re-reads the policy; on any problem keeps everything as it is.
+    pub(super) fn reload(&mut self, source: &str) -> Result<(), String> {
+        let at = Some(SystemTime::now());
+        match policy::read_file(&self.path) {
+            Err(problems) => {
+                let error = problems
+                    .0
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                error!(
+                    "reload ({source}) of {} failed, keeping revision {}: {error}",
+                    self.path.display(),
+                    self.revision
+                );
+                metrics::reloaded(false);
+                self.last_reload = ReloadView {
+                    ok: false,
+                    error: Some(error.clone()),
+                    at,
+                };
+                self.publish();
+                Err(format!("the policy is invalid, nothing changed: {error}"))
+            }
+            Ok(new) => {
+                metrics::reloaded(true);
+                self.last_reload = ReloadView {
+                    ok: true,
+                    error: None,
+                    at,
+                };
+                self.apply(new, source);
+                Ok(())
+            }
+        }
+    }
+
+    fn apply(&mut self, new: Policy, source: &str) {
+        let old = self.policy.clone();
+        self.restart_required = ["listen", "admin"]
+            .into_iter()
+            .filter(|k| {
+                if *k == "listen" {
+                    old.listen != new.listen
+                } else {
+                    old.admin != new.admin
+                }
+            })
+            .map(|k| format!("{k} changed: restart blueshift (or serve --upgrade) to apply it"))
+            .collect();
+        for r in &self.restart_required {
+            warn!("{r}");
+        }
+        if *old == new {
+            info!(
+                "reload ({source}): policy unchanged at revision {}",
+                self.revision
+            );
+            self.publish();
+            return;
+        }
+        let before = self.machine.clone();
+        for name in self.machine.reconcile(&old, &new, Instant::now()) {
+            info!("reload clears the rollback of {name}");
+        }
+        for c in &new.colors {
+            let changed = old
+                .colors
+                .iter()
+                .find(|o| o.name == c.name)
+                .is_none_or(|o| o.backends != c.backends);
+            if changed {
+                self.outcomes_of(&c.name).clear(Instant::now());
+            }
+        }
+        for c in &old.colors {
+            if new.color_index(&c.name).is_none() {
+                self.outcomes.remove(&c.name);
+                metrics::forget_color(&c.name);
+            }
+            for b in &c.backends {
+                if !new
+                    .colors
+                    .iter()
+                    .any(|n| n.name == c.name && n.backends.iter().any(|nb| nb.addr == b.addr))
+                {
+                    metrics::forget_backend(&c.name, &b.addr.to_string());
+                }
+            }
+        }
+        self.revision += 1;
+        self.policy = Arc::new(new);
+        let addrs = self.addrs();
+        self.health.retain(|a, _| addrs.contains(a));
+        self.checks
+            .sync(&addrs, &self.policy.health, &self.probe_tx);
+        info!("reload ({source}): applied revision {}", self.revision);
+        self.after_change(&before);
+    }
+
+    pub(super) fn addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self
+            .policy
+            .colors
+            .iter()
+            .flat_map(|c| c.backends.iter().map(|b| b.addr))
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+}
