@@ -172,12 +172,7 @@ impl ProxyHttp for Blueshift {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent, so another backend (or the stable color) can take the request.
-        ctx.tried.push(
-            peer._address
-                .as_inet()
-                .copied()
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-        );
+        ctx.give_up_on(peer);
         e.set_retry(true);
         e
     }
