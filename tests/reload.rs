@@ -35,6 +35,12 @@ impl Setup {
         Setup { m, p, b, g }
     }
 
+    /// A policy with only the blue color left.
+    fn only_blue(&self, extra: &str) -> String {
+        let text = format!("listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends:\n      - addr: {}\n{extra}", self.m.addr(self.b));
+        fill(&text, self.p.addr, self.p.admin)
+    }
+
     fn policy(&self, split: (u32, u32), extra: &str) -> String {
         fill(
             &two_colors(&[self.m.addr(self.b)], &[self.m.addr(self.g)], split, extra),
@@ -260,11 +266,7 @@ fn pins_survive_a_reload_while_their_color_is_eligible() {
         assert_eq!((r.color(), r.pinned("blueshift")), ("green", None));
     }
     // Removing green re-assigns its sessions.
-    let only_blue = fill(
-        &format!("listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends:\n      - addr: {}\naffinity:\n  cookie: blueshift\n", s.m.addr(s.b)),
-        s.p.addr,
-        s.p.admin,
-    );
+    let only_blue = s.only_blue("affinity:\n  cookie: blueshift\n");
     write_atomically(&s.p.policy, &only_blue);
     s.p.wait_status("green's removal", |st| st["colors"].get("green").is_none());
     let r = s.p.get("/predict", &green);
@@ -357,11 +359,7 @@ fn a_request_in_flight_finishes_on_the_policy_it_started_with() {
         (s.m.servers[s.g].controls.predictions() > 0).then_some(())
     });
     // Remove green while the request is still inside it.
-    let only_blue = fill(
-        &format!("listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends:\n      - addr: {}\n", s.m.addr(s.b)),
-        s.p.addr,
-        s.p.admin,
-    );
+    let only_blue = s.only_blue("");
     write_atomically(&s.p.policy, &only_blue);
     s.p.wait_status("green's removal", |st| st["colors"].get("green").is_none());
     let r = slow.join().unwrap();
