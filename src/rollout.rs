@@ -227,7 +227,8 @@ impl Machine {
                     ));
                 }
                 for color in targets {
-                    let reason = "manual rollback by an operator".to_string();
+                    // The contract spells the reason of an operator's rollback `manual`, for scripts to match.
+                    let reason = "manual".to_string();
                     self.rolled_back.insert(
                         color,
                         RolledBack {

@@ -110,9 +110,7 @@ fn actions_print_the_new_state_or_fail_with_the_servers_reason() {
     );
     let o = cli(&["rollback", "--admin", &admin], &token);
     assert!(
-        text(&o)
-            .0
-            .contains("rollback  green: manual rollback by an operator"),
+        text(&o).0.contains("rollback  green: manual (at "),
         "{}",
         text(&o).0
     );

@@ -204,7 +204,7 @@ fn manual_rollback_and_resume() {
         (s["state"].as_str(), s["rollback"]["color"].as_str()),
         (Some("rolled_back"), Some("green"))
     );
-    assert_eq!(s["rollback"]["reason"], "manual rollback by an operator");
+    assert_eq!(s["rollback"]["reason"], "manual");
     // Pinned green sessions move to blue and are re-pinned.
     let r = p.get("/predict", &[("cookie", "blueshift=green")]);
     assert_eq!(
@@ -243,7 +243,7 @@ fn a_restart_with_a_state_file_stays_rolled_back() {
     let second = Proxy::start(&policy);
     let s = second.status();
     assert_eq!(s["state"], "rolled_back", "{s}");
-    assert_eq!(s["rollback"]["reason"], "manual rollback by an operator");
+    assert_eq!(s["rollback"]["reason"], "manual");
     assert_eq!(s["weights"]["green"], 0);
     for _ in 0..30 {
         assert_eq!(second.get("/predict", &[]).color(), "blue");
