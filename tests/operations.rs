@@ -163,8 +163,7 @@ fn counters_are_exact_after_n_requests() {
     for _ in 0..3 {
         p.get("/predict", &[("x-blueshift-color", "nope")]);
     }
-    let t = p.metrics();
-    for line in [
+    let t = p.wait_metrics(&[
         "blueshift_requests_total{color=\"blue\",status=\"200\"} 25",
         "blueshift_requests_total{color=\"green\",status=\"500\"} 4",
         "blueshift_requests_total{color=\"none\",status=\"503\"} 3",
@@ -172,9 +171,7 @@ fn counters_are_exact_after_n_requests() {
         "blueshift_request_duration_seconds_count{color=\"green\"} 4",
         "blueshift_rollout_state{state=\"steady\"} 1",
         "blueshift_policy_revision 1",
-    ] {
-        assert!(t.contains(line), "missing `{line}`");
-    }
+    ]);
     assert!(
         t.contains(&format!(
             "blueshift_backend_healthy{{backend=\"{}\",color=\"blue\"}} 1",

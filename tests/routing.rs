@@ -375,25 +375,11 @@ fn metrics_count_requests_per_color_and_status() {
     for _ in 0..3 {
         p.get("/predict", &[("x-blueshift-color", "green")]);
     }
-    let text = p.metrics();
-    assert!(
-        text.contains("blueshift_requests_total{color=\"blue\",status=\"200\"} 7"),
-        "{text}"
-    );
-    assert!(
-        text.contains("blueshift_requests_total{color=\"green\",status=\"200\"} 3"),
-        "{text}"
-    );
-    assert!(
-        text.contains("blueshift_request_duration_seconds_count{color=\"blue\"} 7"),
-        "{text}"
-    );
-    assert!(
-        text.contains("blueshift_color_weight{color=\"blue\"} 100"),
-        "{text}"
-    );
-    assert!(
-        text.contains("blueshift_color_weight{color=\"green\"} 0"),
-        "{text}"
-    );
+    p.wait_metrics(&[
+        "blueshift_requests_total{color=\"blue\",status=\"200\"} 7",
+        "blueshift_requests_total{color=\"green\",status=\"200\"} 3",
+        "blueshift_request_duration_seconds_count{color=\"blue\"} 7",
+        "blueshift_color_weight{color=\"blue\"} 100",
+        "blueshift_color_weight{color=\"green\"} 0",
+    ]);
 }

@@ -94,6 +94,8 @@ pub struct Proxy {
     pub admin: SocketAddr,
     pub policy: PathBuf,
     _dir: tempfile::TempDir,
+    /// One keep-alive connection for [`Proxy::get`], as a real client would hold.
+    conn: std::sync::Mutex<Option<TcpStream>>,
 }
 
 impl Proxy {
@@ -153,6 +155,7 @@ impl Proxy {
             admin,
             policy: path.to_path_buf(),
             _dir: dir,
+            conn: std::sync::Mutex::new(None),
         };
         eventually("the proxy to start", || {
             if let Ok(Some(status)) = p.child.try_wait() {
@@ -164,6 +167,10 @@ impl Proxy {
             (pid == u64::from(p.child.id())).then_some(())
         });
         p.wait_checked();
+        // The proxy listener starts after the first health checks, a moment after the admin API.
+        eventually("the proxy listener", || {
+            TcpStream::connect(addr).ok().map(drop)
+        });
         p
     }
 
@@ -199,13 +206,57 @@ impl Proxy {
 
     /// `GET path` through the proxy.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
-        get(self.addr, path, headers).expect("request through the proxy")
+        // Sessions are cookies and headers, not connections, so one keep-alive connection serves
+        // every request (thousands of fresh loopback connections per second would churn ports).
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n", self.addr).into_bytes();
+        for (k, v) in headers {
+            req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        let mut conn = self.conn.lock().unwrap();
+        loop {
+            let (stream, reused) = match conn.take() {
+                Some(s) => (s, true),
+                None => (
+                    TcpStream::connect(self.addr)
+                        .unwrap_or_else(|e| panic!("connect to the proxy: {e}")),
+                    false,
+                ),
+            };
+            match exchange(stream, &req) {
+                Ok((resp, reusable)) => {
+                    *conn = reusable;
+                    return resp;
+                }
+                // Only a reused connection that the server had closed is retried, as browsers do.
+                Err(e) if reused && e.kind() == std::io::ErrorKind::UnexpectedEof => continue,
+                Err(e) => panic!("GET {path} through the proxy: {e}"),
+            }
+        }
     }
 
     /// `GET /status` as JSON.
     pub fn status(&self) -> serde_json::Value {
         let r = get(self.admin, "/status", &[]).unwrap();
         serde_json::from_str(&r.body).unwrap()
+    }
+
+    /// Polls `/metrics` until every line is in it: counters are updated in Pingora's `logging`
+    /// hook, which may run just after the client already has its response.
+    pub fn wait_metrics(&self, lines: &[&str]) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.metrics();
+            let missing: Vec<&&str> = lines.iter().filter(|l| !text.contains(**l)).collect();
+            if missing.is_empty() {
+                return text;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "metrics lack {missing:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The whole `/metrics` text.
@@ -309,6 +360,46 @@ pub fn request(
             String::from_utf8_lossy(&raw)
         ))
     })
+}
+
+/// One request on a kept-alive connection: the response, and the connection if it stays open.
+fn exchange(mut s: TcpStream, req: &[u8]) -> std::io::Result<(Resp, Option<TcpStream>)> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(req)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(head)) = r.parse(&buf) else {
+            continue;
+        };
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        let len: usize = header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| std::io::Error::other("response without content-length"))?;
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        while buf.len() < head + len {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::other("response body cut short"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let resp = parse(&buf[..head + len])
+            .ok_or_else(|| std::io::Error::other("unparseable response"))?;
+        return Ok((resp, (!close).then_some(s)));
+    }
 }
 
 /// Sends bytes, reads until the server closes (or 10 s pass).
