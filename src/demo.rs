@@ -101,6 +101,10 @@ Try:
   # the live state and the metrics
   curl -s http://127.0.0.1:9901/status
   curl -s http://127.0.0.1:9901/metrics | grep ^blueshift_
+  blueshift status                      # (./target/release/blueshift from a checkout)
+  blueshift rollback; blueshift resume
+
+Edit {policy} (say green: 50) and the split changes within 2 s.
 
 Ctrl-C stops everything.
 "#,
