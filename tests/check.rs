@@ -203,6 +203,23 @@ fn durations_addresses_and_rates_are_checked() {
 }
 
 #[test]
+fn the_admin_api_needs_its_own_port() {
+    rejects(
+        &format!("admin: 127.0.0.1:8080\n{GOOD}"),
+        "1:8",
+        "admin: 127.0.0.1:8080 is also a listen address",
+    );
+    rejects(
+        &GOOD.replace(
+            "listen: 127.0.0.1:8080",
+            "listen: [127.0.0.1:8080, 127.0.0.1:8080]",
+        ),
+        "1:9",
+        "listen: 127.0.0.1:8080 is listed twice",
+    );
+}
+
+#[test]
 fn the_candidate_cannot_be_the_stable_color() {
     rejects(
         &format!("{GOOD}rollout:\n  candidate: blue\n  steps: [{{weight: 10, hold: 1s}}]\n"),

@@ -152,6 +152,25 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
         Some(a) => c.socket_addr("admin", a, a.span()),
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
     };
+    // Two services cannot share a port: say so here rather than fail to bind at start.
+    if let (Some(admin), Some(l)) = (admin, &f.listen) {
+        if listen.contains(&admin) {
+            let span = f.admin.as_ref().map_or(*l.span(), |a| *a.span());
+            c.report(
+                &span,
+                format!("admin: {admin} is also a listen address; give the admin API its own port"),
+            );
+        }
+    }
+    let mut seen = Vec::new();
+    for a in &listen {
+        if seen.contains(a) {
+            if let Some(l) = &f.listen {
+                c.report(l.span(), format!("listen: {a} is listed twice"));
+            }
+        }
+        seen.push(*a);
+    }
 
     let mut colors = Vec::new();
     match &f.colors {
