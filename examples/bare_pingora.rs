@@ -18,15 +18,25 @@ struct Bare(HttpPeer);
 impl ProxyHttp for Bare {
     type CTX = ();
     fn new_ctx(&self) {}
-    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> pingora_core::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _: &mut Session,
+        _: &mut (),
+    ) -> pingora_core::Result<Box<HttpPeer>> {
         Ok(Box::new(self.0.clone()))
     }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (listen, peer) = (args.next().expect("LISTEN_ADDR"), args.next().expect("PEER_ADDR"));
-    let conf = ServerConf { work_stealing: false, ..ServerConf::default() };
+    let (listen, peer) = (
+        args.next().expect("LISTEN_ADDR"),
+        args.next().expect("PEER_ADDR"),
+    );
+    let conf = ServerConf {
+        work_stealing: false,
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut p = HttpPeer::new(peer.as_str(), false, String::new());
