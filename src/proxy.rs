@@ -82,7 +82,8 @@ impl ProxyHttp for Blueshift {
     // ---- request_filter: choose the color -------------------------------------------------
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let snap = self.state.load_full();
+        // Loaded once; the rest of the request reads this generation from `ctx`.
+        let snap: &Snapshot = ctx.snap.insert(self.state.load_full());
         let p = &snap.policy;
         let req = session.req_header();
         let header_bytes: usize = req
@@ -91,7 +92,6 @@ impl ProxyHttp for Blueshift {
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         if header_bytes + req.uri.path().len() > MAX_REQUEST_HEADERS {
-            ctx.snap = Some(snap.clone());
             respond_plain(
                 session,
                 431,
@@ -103,7 +103,6 @@ impl ProxyHttp for Blueshift {
         let affinity = p.affinity.as_ref();
         let input = routing_inputs(req, p);
         let decision = split::decide(&snap.table, input, fastrand::u32(..));
-        ctx.snap = Some(snap.clone());
         match decision {
             Ok(d) => {
                 ctx.color = Some(d.color());
