@@ -264,6 +264,40 @@ extra: true
 }
 
 #[test]
+fn type_errors_inside_colors_and_split_name_the_entry_and_nothing_else() {
+    let yaml = "listen: 127.0.0.1:8080
+colors:
+  blue:
+    backends:
+      - addr: 127.0.0.1:5001
+  green:
+    backends:
+      addr: 127.0.0.1:5002
+  red:
+    backends: 127.0.0.1:5003
+stable: blue
+split:
+  blue: 90
+  green: ten
+  red: 1.5
+";
+    let (code, _, stderr) = check_text(yaml);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "FILE:8:11: colors.green.backends: expected a sequence, found a mapping",
+            "FILE:10:15: colors.red.backends: expected a sequence, found string \"127.0.0.1:5003\"",
+            "FILE:14:10: split.green: expected a whole number, found `ten`",
+            "FILE:15:8: split.red: expected a whole number, found `1.5`",
+            "FILE is invalid: 4 problems",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
 fn broken_yaml_empty_and_missing_files_are_clear() {
     let (code, _, stderr) = check_text("listen: [127.0.0.1:8080\ncolors: {}\n");
     assert_eq!(code, 1);

@@ -47,7 +47,8 @@ pub fn parse(text: &str) -> Result<Policy, Problems> {
         .map_err(|e| Problems(vec![load_problem(&e)]))?;
 
     let mut problems = Vec::new();
-    let mut cut_keys: Vec<String> = Vec::new();
+    // The YAML paths cut out of the tree, each reported once as a structural problem.
+    let mut cut_paths: Vec<String> = Vec::new();
     let mut file = None;
     for _ in 0..MAX_STRUCTURAL_ERRORS {
         match marked_yaml::from_node::<PolicyFile>(&node) {
@@ -70,26 +71,40 @@ pub fn parse(text: &str) -> Result<Policy, Problems> {
                             None => (e.start_mark(), unknown_key(field, expected, "")),
                         }
                     }
-                    _ => (e.start_mark(), structural_message(&e)),
+                    _ => {
+                        // Through a map with spanned keys (colors, split) a type error's path
+                        // has `?` for the key and marked-yaml's mark stops short of it: find
+                        // the node it is about ourselves. Parse errors carry their own mark.
+                        let segments = path_segments(e.path().unwrap_or(""));
+                        let mark = match invalid_type_found(&e) {
+                            Some(found) if segments.iter().any(|s| s == "?") => {
+                                find_node(&node, &segments, &|n| is_kind(n, &found))
+                            }
+                            _ => None,
+                        }
+                        .or(e.start_mark());
+                        let found = mark.and_then(|m| locate(&node, &m, String::new()));
+                        (mark, structural_message(&e, found))
+                    }
                 };
                 problems.push(Problem {
                     at: mark.map(|m| (m.line(), m.column())),
                     message,
                 });
-                match mark.and_then(|m| cut(&mut node, &m)) {
-                    Some(Some(top_key)) => cut_keys.push(top_key),
-                    Some(None) => {}
-                    None => break,
+                let Some(mark) = mark else { break };
+                let path = locate(&node, &mark, String::new()).map(|(path, _)| path);
+                if !cut(&mut node, &mark) {
+                    break;
                 }
+                cut_paths.extend(path);
             }
         }
     }
     let policy = file.and_then(|f| validate::validate(f, &mut problems));
-    // A key cut for a structural error was reported already; do not also call it missing.
     problems.retain(|p| {
-        !cut_keys
+        !cut_paths
             .iter()
-            .any(|k| p.message.starts_with(&format!("`{k}` is required")))
+            .any(|cut| follows_from_cut(cut, &p.message))
     });
     problems.sort_by_key(|p| p.at.unwrap_or((0, 0)));
     match policy {
@@ -172,12 +187,108 @@ fn find_key(node: &Node, segments: &[String], field: &str, at: &str) -> Option<(
     }
 }
 
-/// serde's messages, reworded into the house style and prefixed with where in the policy.
-fn structural_message(e: &marked_yaml::FromNodeError) -> String {
+/// Whether a validation problem only restates that a part cut out for a structural error is
+/// gone: the key is not also "required", and with a color cut, nothing also names "no color".
+fn follows_from_cut(cut: &str, message: &str) -> bool {
+    if message.starts_with(&format!("`{cut}` is required")) {
+        return true;
+    }
+    match cut.strip_prefix("colors") {
+        Some("") => message.contains("there is no color"),
+        Some(rest) => {
+            let color = rest.trim_start_matches('.').split('.').next().unwrap_or("");
+            message.contains("there is no color")
+                || message.starts_with(&format!("color `{color}`"))
+        }
+        None => false,
+    }
+}
+
+/// For "invalid type: map, expected a string", what was found: `map`.
+fn invalid_type_found(e: &marked_yaml::FromNodeError) -> Option<String> {
+    let text = e.to_string();
+    let (_, rest) = text.split_once("invalid type: ")?;
+    let (found, _) = rest.split_once(", expected ")?;
+    Some(found.to_owned())
+}
+
+/// Whether `node` is of the kind serde named (`map`, `sequence`, or a scalar's type).
+fn is_kind(node: &Node, found: &str) -> bool {
+    match found {
+        "map" => matches!(node, Node::Mapping(_)),
+        "sequence" => matches!(node, Node::Sequence(_)),
+        _ => matches!(node, Node::Scalar(_)),
+    }
+}
+
+/// Follows `segments` (`?` matches any key) to the first node `accept` takes; its marker.
+fn find_node(node: &Node, segments: &[String], accept: &dyn Fn(&Node) -> bool) -> Option<Marker> {
+    match (node, segments.split_first()) {
+        (n, None) => accept(n).then(|| n.span().start().copied()).flatten(),
+        (Node::Mapping(map), Some((seg, rest))) => map
+            .iter()
+            .filter(|(k, _)| seg == "?" || k.as_str() == seg)
+            .find_map(|(_, v)| find_node(v, rest, accept)),
+        (Node::Sequence(seq), Some((seg, rest))) => {
+            find_node(seq.get(seg.parse::<usize>().ok()?)?, rest, accept)
+        }
+        _ => None,
+    }
+}
+
+/// The YAML path of the deepest node starting at `mark` (`split.green`,
+/// `colors.blue.backends[0]`) and its text when it is a scalar. marked-yaml starts a block mapping
+/// at its first colon, where a flow value may start too: the value is the one meant.
+fn locate(node: &Node, mark: &Marker, path: String) -> Option<(String, Option<String>)> {
+    let join = |seg: &str| match path.is_empty() {
+        true => seg.to_owned(),
+        false => format!("{path}.{seg}"),
+    };
+    let inner = match node {
+        Node::Mapping(map) => map.iter().find_map(|(k, v)| {
+            let here = join(k.as_str());
+            locate(v, mark, here.clone())
+                .or_else(|| starts_at(k.span().start(), mark).then_some((here, None)))
+        }),
+        Node::Sequence(seq) => seq
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| locate(n, mark, format!("{path}[{i}]"))),
+        Node::Scalar(_) => None,
+    };
+    inner.or_else(|| {
+        starts_at(node.span().start(), mark).then(|| match node {
+            Node::Scalar(s) => (path, Some(s.as_str().to_owned())),
+            _ => (path, None),
+        })
+    })
+}
+
+/// serde's messages, reworded into the house style and prefixed with where in the policy:
+/// `found` is the path and text of the offending node, when it could be located.
+fn structural_message(
+    e: &marked_yaml::FromNodeError,
+    found: Option<(String, Option<String>)>,
+) -> String {
+    // serde's own path is exact unless it went through a spanned key (`?`); then ours is.
+    let (path, text) = match e.path() {
+        Some(p) if !p.contains('?') => {
+            let path = clean_path(p);
+            let text = found
+                .filter(|(at, _)| *at == path)
+                .and_then(|(_, text)| text);
+            (path, text)
+        }
+        _ => found.unwrap_or_default(),
+    };
+    let not_a = |what: &str| match &text {
+        Some(t) => format!("expected {what}, found `{t}`"),
+        None => format!("expected {what}"),
+    };
     let inner = match &**e {
-        marked_yaml::Error::IntegerParseFailure(..) => "expected a whole number".into(),
-        marked_yaml::Error::FloatParseFailure(..) => "expected a number".into(),
-        marked_yaml::Error::NotBoolean(_) => "expected true or false".into(),
+        marked_yaml::Error::IntegerParseFailure(..) => not_a("a whole number"),
+        marked_yaml::Error::FloatParseFailure(..) => not_a("a number"),
+        marked_yaml::Error::NotBoolean(_) => not_a("true or false"),
         other => {
             let text = other
                 .to_string()
@@ -197,9 +308,9 @@ fn structural_message(e: &marked_yaml::FromNodeError) -> String {
             }
         }
     };
-    match e.path().map(clean_path) {
-        Some(path) if !path.is_empty() => format!("{path}: {inner}"),
-        _ => inner,
+    match path.is_empty() {
+        true => inner,
+        false => format!("{path}: {inner}"),
     }
 }
 
@@ -211,40 +322,34 @@ fn clean_path(path: &str) -> String {
         .join(".")
 }
 
-/// Removes the mapping entry or list element starting at `mark`: `None` if there is none, else
-/// the top-level key removed, if it was one.
-fn cut(node: &mut Node, mark: &Marker) -> Option<Option<String>> {
-    let top = match node {
-        Node::Mapping(map) => map
-            .iter()
-            .find(|(k, v)| starts_at(k.span().start(), mark) || starts_at(v.span().start(), mark))
-            .map(|(k, _)| k.as_str().to_owned()),
-        _ => None,
-    };
-    cut_inner(node, mark).then_some(top)
-}
-
 fn starts_at(n: Option<&Marker>, mark: &Marker) -> bool {
     n.is_some_and(|n| n.line() == mark.line() && n.column() == mark.column())
 }
 
-fn cut_inner(node: &mut Node, mark: &Marker) -> bool {
+/// Removes the deepest mapping entry or list element starting at `mark` (the node `locate`
+/// names); false if there is none.
+fn cut(node: &mut Node, mark: &Marker) -> bool {
     let same = |n: Option<&Marker>| starts_at(n, mark);
     match node {
         Node::Mapping(map) => {
+            if map.iter_mut().any(|(_, v)| cut(v, mark)) {
+                return true;
+            }
             let before = map.len();
             map.retain(|k, v| !(same(k.span().start()) || same(v.span().start())));
-            if map.len() != before {
-                return true;
-            }
-            map.iter_mut().any(|(_, v)| cut_inner(v, mark))
+            map.len() != before
         }
         Node::Sequence(seq) => {
-            if let Some(i) = seq.iter().position(|n| same(n.span().start())) {
-                seq.remove(i);
+            if seq.iter_mut().any(|n| cut(n, mark)) {
                 return true;
             }
-            seq.iter_mut().any(|n| cut_inner(n, mark))
+            match seq.iter().position(|n| same(n.span().start())) {
+                Some(i) => {
+                    seq.remove(i);
+                    true
+                }
+                None => false,
+            }
         }
         Node::Scalar(_) => false,
     }
