@@ -42,6 +42,9 @@ pub fn run() -> Result<(), Error> {
                     .into_iter()
                     .filter_map(|(l, v)| ModelServer::start(l, v).ok())
                     .collect();
+                for s in &servers {
+                    s.controls.allow_remote_control();
+                }
                 let _ = ready_tx.send(servers.len());
                 std::future::pending::<()>().await;
             });
@@ -104,7 +107,14 @@ Try:
   blueshift status                      # (./target/release/blueshift from a checkout)
   blueshift rollback; blueshift resume
 
-Edit {policy} (say green: 50) and the split changes within 2 s.
+  # break green and watch blueshift take it out by itself (it judges on traffic, so send some)
+  curl -s -X POST http://127.0.0.1:5002/demo/failing     # or demo/slow, demo/unhealthy, demo/hangup
+  for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8080/predict; done
+  blueshift status                      # rolled_back: green at 0%, and why
+  curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
+
+Edit {policy} (say green: 50) and the split changes within 2 s; uncomment its rollout: block
+and green walks 10% -> 50% -> 100% on its own, rolled back if it goes bad on the way.
 
 Ctrl-C stops everything.
 "#,

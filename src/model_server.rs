@@ -3,10 +3,11 @@
 //! `GET /health` answers like the FastAPI servers of the articles blueshift grew from;
 //! `GET|POST /predict` answers `{"prediction", "confidence", "model_version"}`. Its behaviour
 //! can be switched at run time (healthy, failing with 500s, slow, refusing health checks) so
-//! tests can make a model go bad the ways real ones do.
+//! tests can make a model go bad the ways real ones do; the demo also lets a shell do it with
+//! `POST /demo/{healthy,failing,slow,unhealthy,hangup}`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub struct Controls {
     mode: AtomicU8,
     delay_ms: AtomicU64,
     predictions: AtomicU64,
+    remote_control: AtomicBool,
 }
 
 impl Controls {
@@ -44,6 +46,11 @@ impl Controls {
     /// Delays every `/predict` answer by `d`.
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Lets `POST /demo/<behaviour>` switch the server (the demo's servers only).
+    pub fn allow_remote_control(&self) {
+        self.remote_control.store(true, Ordering::Relaxed);
     }
 
     /// Number of non-health requests answered so far.
@@ -82,6 +89,7 @@ impl ModelServer {
             mode: AtomicU8::new(Mode::Healthy as u8),
             delay_ms: AtomicU64::new(0),
             predictions: AtomicU64::new(0),
+            remote_control: AtomicBool::new(false),
         });
         let (stop, stopped) = watch::channel(false);
         let version: Arc<str> = version.into();
@@ -178,7 +186,8 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
         let body = buf[head_len..head_len + body_len].to_vec();
         buf.drain(..head_len + body_len);
 
-        if c.mode() == Mode::Hangup && !path.starts_with("/health") {
+        let exempt = path.starts_with("/health") || path.starts_with("/demo/");
+        if c.mode() == Mode::Hangup && !exempt {
             c.predictions.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -198,12 +207,17 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
 
 async fn answer(
     path: &str,
-    _is_get: bool,
+    is_get: bool,
     body: &[u8],
     version: &str,
     c: &Controls,
 ) -> (&'static str, &'static str, String) {
     let path = path.split('?').next().unwrap_or("/");
+    if let Some(behaviour) = path.strip_prefix("/demo/") {
+        if c.remote_control.load(Ordering::Relaxed) && !is_get {
+            return remote_control(c, behaviour, version);
+        }
+    }
     if path == "/health" {
         return match c.mode() {
             Mode::Unhealthy => (
@@ -243,6 +257,38 @@ async fn answer(
         format!("{{\"prediction\":\"{prediction}\",\"confidence\":{confidence:.2},\"model_version\":\"{version}\"}}\n"),
     )
 }
+
+/// Demo's `POST /demo/<behaviour>`: how a model goes bad, from a shell.
+fn remote_control(
+    c: &Controls,
+    behaviour: &str,
+    version: &str,
+) -> (&'static str, &'static str, String) {
+    let (mode, delay) = match behaviour {
+        "healthy" => (Mode::Healthy, 0),
+        "failing" => (Mode::Failing, 0),
+        "slow" => (Mode::Healthy, SLOW_MS),
+        "unhealthy" => (Mode::Unhealthy, 0),
+        "hangup" => (Mode::Hangup, 0),
+        other => {
+            return (
+                "404 Not Found",
+                "",
+                format!("{{\"error\":\"no behaviour `{other}`: use healthy, failing, slow, unhealthy or hangup\"}}\n"),
+            )
+        }
+    };
+    c.set_mode(mode);
+    c.delay_ms.store(delay, Ordering::Relaxed);
+    (
+        "200 OK",
+        "",
+        format!("{{\"model_version\":\"{version}\",\"behaviour\":\"{behaviour}\"}}\n"),
+    )
+}
+
+/// How slow `POST /demo/slow` makes every prediction: over the demo's 2 s p99 limit.
+const SLOW_MS: u64 = 2500;
 
 /// A toy sentiment model: v2 is a little more confident than v1, as a retrained model would be.
 fn predict(body: &[u8], version: &str) -> (&'static str, f64) {

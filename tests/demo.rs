@@ -1,0 +1,133 @@
+//! `blueshift demo` as a user runs it: the fixed ports, what its banner says to try, and Ctrl-C.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+const PROXY: &str = "127.0.0.1:8080";
+const ADMIN: &str = "127.0.0.1:9901";
+const GREEN: &str = "127.0.0.1:5002";
+
+/// The demo process, killed if the test fails half-way.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn status() -> serde_json::Value {
+    serde_json::from_str(&get(addr(ADMIN), "/status", &[]).unwrap().body).unwrap()
+}
+
+#[test]
+fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
+    // Run away from the checkout so the demo writes its own copy of the policy.
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_blueshift"))
+            .arg("demo")
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("the demo proxy to answer", || {
+        if let Ok(Some(exit)) = demo.0.try_wait() {
+            panic!("the demo exited early: {exit} (ports 8080, 9901, 5001, 5002 taken?)");
+        }
+        get(addr(PROXY), "/predict", &[])
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+
+    // 90/10 over new sessions, each pinned by a cookie it can replay.
+    let mut green = 0;
+    for _ in 0..300 {
+        let r = get(addr(PROXY), "/predict", &[]).unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        let pinned = r
+            .pinned("blueshift")
+            .expect("a new session gets the cookie");
+        assert_eq!(pinned, r.color());
+        green += usize::from(r.color() == "green");
+    }
+    assert!((10..=60).contains(&green), "{green} of 300 went to green");
+    let cookie = "blueshift=green";
+    for _ in 0..5 {
+        assert_eq!(
+            get(addr(PROXY), "/predict", &[("cookie", cookie)])
+                .unwrap()
+                .color(),
+            "green"
+        );
+    }
+    let forced = get(addr(PROXY), "/predict", &[("x-blueshift-color", "green")]).unwrap();
+    assert!(
+        forced.body.contains("\"model_version\":\"v2\""),
+        "{forced:?}"
+    );
+
+    // The banner's recipe: break green, send traffic, and blueshift takes green out by itself.
+    let r = post(addr(GREEN), "/demo/failing", &[]).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let s = eventually("green to be rolled back", || {
+        get(addr(PROXY), "/predict", &[]).unwrap();
+        let s = status();
+        (s["state"] == "rolled_back").then_some(s)
+    });
+    let reason = s["rollback"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("error rate"), "{s}");
+    for _ in 0..30 {
+        assert_eq!(get(addr(PROXY), "/predict", &[]).unwrap().color(), "blue");
+    }
+    let wrong = post(addr(GREEN), "/demo/broken", &[]).unwrap();
+    assert_eq!(wrong.status, 404);
+    assert!(wrong.body.contains("use healthy, failing"), "{wrong:?}");
+
+    // Heal it and resume from the CLI, as the banner says.
+    assert_eq!(post(addr(GREEN), "/demo/healthy", &[]).unwrap().status, 200);
+    let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
+        .arg("resume")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(status()["state"], "steady");
+    eventually("green to take new sessions again", || {
+        (get(addr(PROXY), "/predict", &[]).unwrap().color() == "green").then_some(())
+    });
+
+    // Ctrl-C stops everything and frees the ports.
+    let ok = Command::new("kill")
+        .args(["-INT", &demo.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let exit = eventually("the demo to exit", || demo.0.try_wait().unwrap());
+    assert!(exit.success(), "{exit}");
+    for port in [PROXY, ADMIN, GREEN] {
+        assert!(TcpStream::connect(port).is_err(), "{port} still open");
+    }
+    let mut banner = String::new();
+    demo.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut banner)
+        .unwrap();
+    assert!(banner.contains("/demo/failing"), "{banner}");
+}
