@@ -1,7 +1,8 @@
 //! A small stand-in model server for the demo, the tests and the benchmarks.
 //!
 //! `GET /health` answers like the FastAPI servers of the articles blueshift grew from;
-//! `GET|POST /predict` answers `{"prediction", "confidence", "model_version"}`. Its behaviour
+//! `GET|POST /predict` answers `{"prediction", "confidence", "model_version"}`; `/headers` echoes
+//! the request head it received. Its behaviour
 //! can be switched at run time (healthy, failing with 500s, slow, refusing health checks) so
 //! tests can make a model go bad the ways real ones do; the demo also lets a shell do it with
 //! `POST /demo/{healthy,failing,slow,unhealthy,hangup}`.
@@ -183,6 +184,10 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
                 return Ok(());
             }
         }
+        let head = match path == "/headers" {
+            true => buf[..head_len].to_vec(),
+            false => Vec::new(),
+        };
         let body = buf[head_len..head_len + body_len].to_vec();
         buf.drain(..head_len + body_len);
 
@@ -191,7 +196,11 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
             c.predictions.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let (status, extra, payload) = answer(&path, is_get, &body, version, c).await;
+        let (status, extra, payload) = match path.as_str() {
+            // What the model was sent, as httpbin's /headers: the proxy's additions show here.
+            "/headers" => ("200 OK", "", String::from_utf8_lossy(&head).into_owned()),
+            _ => answer(&path, is_get, &body, version, c).await,
+        };
         let head = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-model-version: {version}\r\n{extra}{}\r\n",
             payload.len(),

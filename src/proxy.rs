@@ -2,7 +2,8 @@
 //!
 //! `request_filter` loads the snapshot and picks the color; `upstream_peer` picks a backend of
 //! it, falling back to another backend and then to the stable color when connects fail;
-//! `upstream_response_filter` labels the response and pins the session; `logging` counts.
+//! `upstream_request_filter` adds `X-Forwarded-For`/`-Proto`; `upstream_response_filter` labels
+//! the response and pins the session; `logging` counts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,9 @@ use crate::state::{Shared, Snapshot};
 
 /// Response header naming the color that served a request.
 pub const COLOR_HEADER: &str = "x-blueshift-color";
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// Largest request head passed upstream, like HAProxy's and nginx's few-KiB buffers but roomier
 /// for the long tokens ML clients send; Pingora alone would accept 1 MiB.
@@ -199,6 +203,40 @@ impl ProxyHttp for Blueshift {
             e.set_retry(true);
         }
         e
+    }
+
+    // ---- upstream_request_filter: say who asked -------------------------------------------
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        // As nginx's $proxy_add_x_forwarded_for: the client's address appended to any chain it
+        // brought; the scheme is set only if a TLS terminator in front has not set it already.
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let chain = req
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let value = match chain.is_empty() {
+                true => ip.to_string(),
+                false => format!("{chain}, {ip}"),
+            };
+            req.insert_header(X_FORWARDED_FOR, value)?;
+        }
+        if !req.headers.contains_key(X_FORWARDED_PROTO) {
+            req.insert_header(X_FORWARDED_PROTO, "http")?;
+        }
+        Ok(())
     }
 
     // ---- upstream_response_filter: label and pin ------------------------------------------

@@ -383,3 +383,30 @@ fn metrics_count_requests_per_color_and_status() {
         "blueshift_color_weight{color=\"green\"} 0",
     ]);
 }
+
+#[test]
+fn the_model_sees_who_asked_in_x_forwarded_for_and_proto() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), ""));
+    let head = p.get("/headers", &[]).body.to_lowercase();
+    assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
+    assert!(head.contains("x-forwarded-proto: http\r\n"), "{head}");
+    // A chain the client brought is extended, not replaced; a terminator's scheme is kept.
+    let head = p
+        .get(
+            "/headers",
+            &[
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
+        .body
+        .to_lowercase();
+    assert!(
+        head.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
+    assert_eq!(head.matches("x-forwarded-for").count(), 1, "{head}");
+}
