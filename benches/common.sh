@@ -106,7 +106,10 @@ http {
   upstream models { server 127.0.0.1:$BLUE_PORT weight=$1; server 127.0.0.1:$GREEN_PORT weight=$2; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
-    location / { proxy_pass http://models; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / {
+      proxy_pass http://models; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme;
+    }
   }
 }
 EOF
@@ -124,9 +127,11 @@ defaults
   timeout client 60s
   timeout server 60s
   http-reuse always
+  option forwardfor
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
   default_backend models
+  http-request set-header X-Forwarded-Proto http unless { req.hdr(x-forwarded-proto) -m found }
 backend models
   balance random
   cookie blueshift insert indirect nocache

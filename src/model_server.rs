@@ -35,6 +35,7 @@ pub struct Controls {
     mode: AtomicU8,
     delay_ms: AtomicU64,
     predictions: AtomicU64,
+    connections: AtomicU64,
     remote_control: AtomicBool,
 }
 
@@ -52,6 +53,11 @@ impl Controls {
     /// Lets `POST /demo/<behaviour>` switch the server (the demo's servers only).
     pub fn allow_remote_control(&self) {
         self.remote_control.store(true, Ordering::Relaxed);
+    }
+
+    /// Number of connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Number of non-health requests answered so far.
@@ -90,6 +96,7 @@ impl ModelServer {
             mode: AtomicU8::new(Mode::Healthy as u8),
             delay_ms: AtomicU64::new(0),
             predictions: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             remote_control: AtomicBool::new(false),
         });
         let (stop, stopped) = watch::channel(false);
@@ -108,6 +115,7 @@ impl ModelServer {
                             break;
                         }
                         let Ok((stream, _)) = conn else { continue };
+                        c.connections.fetch_add(1, Ordering::Relaxed);
                         let (v, c, mut s) = (version.clone(), c.clone(), stopped.clone());
                         tokio::spawn(async move {
                             tokio::select! {

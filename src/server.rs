@@ -17,6 +17,21 @@ use crate::proxy::Blueshift;
 use crate::supervisor::Supervisor;
 use crate::Error;
 
+/// Idle upstream connections kept for reuse (all backends together) unless a Pingora conf sets
+/// `upstream_keepalive_pool_size`; each costs a socket and a few hundred bytes, and closes after
+/// 60 s idle.
+pub const UPSTREAM_POOL: usize = 1024;
+
+/// The keys a Pingora conf file sets (it loaded already, so it parses).
+fn top_level_keys(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = text.trim_start().trim_start_matches("---");
+    match marked_yaml::parse_yaml(0, text) {
+        Ok(marked_yaml::Node::Mapping(map)) => map.keys().map(|k| k.as_str().to_owned()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Read buffer of each client connection. Pingora's default (64 KiB, sized for TLS records)
 /// stays allocated for as long as a keep-alive connection idles; plaintext HTTP/1 parses into
 /// its own buffer, so a small one costs no throughput and saves ~60 KiB per connection.
@@ -54,16 +69,26 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
         test: false,
         conf: None,
     };
-    let mut conf = match &o.pingora_conf {
-        Some(path) => ServerConf::load_from_yaml(path.display().to_string())
-            .map_err(|e| Error::Pingora(format!("{}: {e}", path.display())))?,
-        // Per-thread runtimes without work stealing: 13% more requests per CPU-second for a
-        // proxy whose requests are short and independent (BENCHMARKS.md).
-        None => ServerConf {
-            work_stealing: false,
-            ..ServerConf::default()
-        },
+    let (mut conf, given) = match &o.pingora_conf {
+        Some(path) => {
+            let conf = ServerConf::load_from_yaml(path.display().to_string())
+                .map_err(|e| Error::Pingora(format!("{}: {e}", path.display())))?;
+            (conf, top_level_keys(path))
+        }
+        None => (ServerConf::default(), Vec::new()),
     };
+    // blueshift's defaults where Pingora's conf (if any) says nothing. Per-thread runtimes
+    // without work stealing: 13% more requests per CPU-second for a proxy whose requests are
+    // short and independent (BENCHMARKS.md). A larger upstream pool than Pingora's 128 idle
+    // connections: with more requests in flight than that, every release past 128 closed a
+    // connection and the next request opened one, ~2,000 connects a second at 256 clients,
+    // until the ephemeral ports ran out and clients got 502s.
+    if !given.iter().any(|k| k == "work_stealing") {
+        conf.work_stealing = false;
+    }
+    if !given.iter().any(|k| k == "upstream_keepalive_pool_size") {
+        conf.upstream_keepalive_pool_size = UPSTREAM_POOL;
+    }
     // Pingora keeps accepting for 5 minutes after SIGTERM by default; an edge proxy behind a
     // service manager should stop in seconds, after in-flight requests finish.
     conf.grace_period_seconds.get_or_insert(1);

@@ -410,3 +410,56 @@ fn the_model_sees_who_asked_in_x_forwarded_for_and_proto() {
     assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
     assert_eq!(head.matches("x-forwarded-for").count(), 1, "{head}");
 }
+
+#[test]
+fn upstream_connections_are_reused_with_hundreds_of_requests_in_flight() {
+    two_bursts_reuse_upstream_connections(None);
+    // A Pingora conf that does not mention the pool (here: only threads) keeps blueshift's.
+    two_bursts_reuse_upstream_connections(Some("---\nversion: 1\nthreads: 1\n"));
+}
+
+fn two_bursts_reuse_upstream_connections(pingora_conf: Option<&str>) {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    // Slow answers, so that every request of a burst is in flight at once.
+    m.servers[b]
+        .controls
+        .set_delay(std::time::Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, admin) = ports();
+    let policy = dir.path().join("policy.yaml");
+    let policy_text = two_colors(&[m.addr(b)], &[m.addr(g)], (100, 0), "");
+    std::fs::write(&policy, fill(&policy_text, addr, admin)).unwrap();
+    let conf = dir.path().join("pingora.yaml");
+    let mut args = Vec::new();
+    if let Some(text) = pingora_conf {
+        std::fs::write(&conf, text).unwrap();
+        args = vec!["--pingora-conf", conf.to_str().unwrap()];
+    }
+    let child = Proxy::spawn(&policy, &args, &[]);
+    let p = Proxy::attach(child, &policy, addr, admin, dir);
+    let burst = |n: usize| {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let addr = p.addr;
+                std::thread::spawn(move || get(addr, "/predict", &[]).map(|r| r.status))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().unwrap(), 200);
+        }
+    };
+    burst(200);
+    let opened = m.servers[b].controls.connections();
+    assert!(
+        opened >= 150,
+        "only {opened} upstream connections for 200 slow requests"
+    );
+    burst(200);
+    // Pingora's default pool keeps 128 idle connections: the second burst would open ~72 more.
+    let reopened = m.servers[b].controls.connections() - opened;
+    assert!(
+        reopened <= 10,
+        "conf {pingora_conf:?}: the second burst opened {reopened} new upstream connections"
+    );
+}
