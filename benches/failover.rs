@@ -94,15 +94,19 @@ fn scenario(kind: &str) {
 
     let samples = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (s2, stop2) = (samples.clone(), stop.clone());
+    // Requests sent and not answered yet: a hung model's, until the read timeout.
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s2, stop2, w2) = (samples.clone(), stop.clone(), waiting.clone());
     let driver = rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             tick.tick().await;
-            let s3 = s2.clone();
+            let (s3, w3) = (s2.clone(), w2.clone());
             tokio::spawn(async move {
                 let sent = Instant::now();
+                w3.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let (status, green) = one(addr).await;
+                w3.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 s3.lock().unwrap().push(Sample {
                     sent,
                     done: Instant::now(),
@@ -117,6 +121,7 @@ fn scenario(kind: &str) {
     match kind {
         "killed" => green.stop(),
         "500s" => green.controls.set_mode(Mode::Failing),
+        "hung" => green.controls.set_delay(Duration::from_secs(3600)),
         _ => green.controls.set_delay(Duration::from_millis(2500)),
     }
     let mut rolled = None;
@@ -131,6 +136,7 @@ fn scenario(kind: &str) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(driver).unwrap();
     std::thread::sleep(Duration::from_secs(3));
+    let unanswered = waiting.load(std::sync::atomic::Ordering::Relaxed);
     let samples = samples.lock().unwrap();
     let after: Vec<&Sample> = samples.iter().filter(|s| s.sent >= failed_at).collect();
     let last_green = after
@@ -144,10 +150,10 @@ fn scenario(kind: &str) {
         .filter(|s| s.done.duration_since(s.sent) > Duration::from_secs(2))
         .count();
     println!(
-        "{kind:<8} rolled back after {:>7}  last new request to green {:>7} after the failure  client errors {errors:>3}  responses >2s {slow:>3}  ({} requests after the failure)",
+        "{kind:<8} rolled back after {:>7}  last new request to green {:>7} after the failure  client errors {errors:>3}  responses >2s {slow:>3}  unanswered {unanswered:>3}  ({} requests after the failure)",
         rolled.map_or("never".into(), |d| format!("{:.2}s", d.as_secs_f64())),
         last_green.map_or("-".into(), |d| format!("{:.2}s", d.as_secs_f64())),
-        after.len()
+        after.len() + unanswered
     );
     let _ = child.kill();
     let _ = child.wait();
@@ -159,7 +165,7 @@ fn main() {
         return;
     }
     println!("failover at {RATE} requests/s, split 90/10, demo limits:");
-    for kind in ["killed", "500s", "slow"] {
+    for kind in ["killed", "500s", "slow", "hung"] {
         scenario(kind);
     }
 }

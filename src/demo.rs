@@ -108,8 +108,8 @@ Try:
   blueshift rollback; blueshift resume
 
   # break green and watch blueshift take it out by itself (it judges on traffic, so send some)
-  curl -s -X POST http://127.0.0.1:5002/demo/failing     # or demo/slow, demo/unhealthy, demo/hangup
-  for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8080/predict; done
+  curl -s -X POST http://127.0.0.1:5002/demo/failing     # or demo/slow, demo/hang, demo/unhealthy
+  (for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8080/predict & done; sleep 3)
   blueshift status                      # rolled_back: green at 0%, and why
   curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
 

@@ -5,7 +5,7 @@
 //! the request head it received. Its behaviour
 //! can be switched at run time (healthy, failing with 500s, slow, refusing health checks) so
 //! tests can make a model go bad the ways real ones do; the demo also lets a shell do it with
-//! `POST /demo/{healthy,failing,slow,unhealthy,hangup}`.
+//! `POST /demo/{healthy,failing,slow,hang,unhealthy,hangup}`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -285,13 +285,14 @@ fn remote_control(
         "healthy" => (Mode::Healthy, 0),
         "failing" => (Mode::Failing, 0),
         "slow" => (Mode::Healthy, SLOW_MS),
+        "hang" => (Mode::Healthy, HANG_MS),
         "unhealthy" => (Mode::Unhealthy, 0),
         "hangup" => (Mode::Hangup, 0),
         other => {
             return (
                 "404 Not Found",
                 "",
-                format!("{{\"error\":\"no behaviour `{other}`: use healthy, failing, slow, unhealthy or hangup\"}}\n"),
+                format!("{{\"error\":\"no behaviour `{other}`: use healthy, failing, slow, hang, unhealthy or hangup\"}}\n"),
             )
         }
     };
@@ -306,6 +307,10 @@ fn remote_control(
 
 /// How slow `POST /demo/slow` makes every prediction: over the demo's 2 s p99 limit.
 const SLOW_MS: u64 = 2500;
+
+/// `POST /demo/hang`: predictions never answer (the proxy's read timeout ends them); health
+/// checks still pass, as when a model's inference queue is stuck.
+const HANG_MS: u64 = 3_600_000;
 
 /// A toy sentiment model: v2 is a little more confident than v1, as a retrained model would be.
 fn predict(body: &[u8], version: &str) -> (&'static str, f64) {

@@ -1,8 +1,10 @@
 //! Passive outcome tracking per color: requests, errors and a latency histogram over a sliding
-//! window of one-second buckets.
+//! window of one-second buckets, and the requests still in flight by when they started.
 //!
 //! The request path only locks the current bucket to add one sample; the supervisor rotates
-//! buckets once a second and sums the ones inside the window when it judges a color.
+//! buckets once a second and sums the ones inside the window when it judges a color. A model that
+//! hangs answers nothing to sample, so the requests waiting on it are counted too: one that has
+//! waited longer than the latency limit is known to be slower than it, answer or not.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,8 +17,10 @@ pub const BUCKET: Duration = Duration::from_secs(1);
 
 /// Latencies are recorded in microseconds, from 1 µs to one hour, 2 significant digits.
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, 2).expect("static histogram bounds are valid")
 }
+
+const HIGHEST_MICROS: u64 = 3_600_000_000;
 
 struct Bucket {
     start: Instant,
@@ -36,10 +40,19 @@ impl Bucket {
     }
 }
 
+/// Width of one slot of in-flight requests.
+pub const SLOT: Duration = Duration::from_millis(100);
+
 /// A sliding window of outcomes for one color.
 pub struct Outcomes {
     inner: Mutex<Window>,
+    /// Requests in flight, counted per [`SLOT`] they started in, oldest first.
+    in_flight: Mutex<VecDeque<(Instant, u64)>>,
 }
+
+/// Where a request in flight was counted; hand it back to [`Outcomes::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started(Instant);
 
 struct Window {
     current: Bucket,
@@ -55,6 +68,10 @@ pub struct Summary {
     pub errors: u64,
     /// 99th percentile latency.
     pub p99: Duration,
+    /// Finished requests slower than the latency limit asked about.
+    pub slow: u64,
+    /// Requests still in flight that started longer than the latency limit ago.
+    pub stuck: u64,
 }
 
 impl Summary {
@@ -76,7 +93,47 @@ impl Outcomes {
                 current: Bucket::new(now, histogram()),
                 past: VecDeque::new(),
             }),
+            in_flight: Mutex::new(VecDeque::new()),
         }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, u64)>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a request that started at `at` as in flight until [`Outcomes::finish`].
+    pub fn start(&self, at: Instant) -> Started {
+        let mut f = self.in_flight();
+        match f.back_mut() {
+            Some((slot, n)) if at.saturating_duration_since(*slot) < SLOT => {
+                *n += 1;
+                Started(*slot)
+            }
+            _ => {
+                f.push_back((at, 1));
+                Started(at)
+            }
+        }
+    }
+
+    /// A request counted by [`Outcomes::start`] is over, answered or not.
+    pub fn finish(&self, started: Started) {
+        let mut f = self.in_flight();
+        if let Some((_, n)) = f.iter_mut().rev().find(|(slot, _)| *slot == started.0) {
+            *n = n.saturating_sub(1);
+        }
+        while f.front().is_some_and(|(_, n)| *n == 0) {
+            f.pop_front();
+        }
+    }
+
+    /// Requests in flight that started more than `longer_than` before `now`.
+    pub fn stuck(&self, now: Instant, longer_than: Duration) -> u64 {
+        self.in_flight()
+            .iter()
+            .take_while(|(slot, _)| now.saturating_duration_since(*slot + SLOT) > longer_than)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -122,8 +179,10 @@ impl Outcomes {
         }
     }
 
-    /// Totals over the last `window`, current bucket included.
-    pub fn summary(&self, now: Instant, window: Duration) -> Summary {
+    /// Totals over the last `window`, current bucket included, with the requests finished or
+    /// still waiting beyond `limit`.
+    pub fn summary(&self, now: Instant, window: Duration, limit: Duration) -> Summary {
+        let stuck = self.stuck(now, limit);
         let w = self.lock();
         let mut requests = 0;
         let mut errors = 0;
@@ -137,20 +196,31 @@ impl Outcomes {
             errors += b.errors;
             let _ = merged.add(&b.latency);
         }
-        let p99 = if merged.is_empty() {
-            0
-        } else {
-            merged.value_at_quantile(0.99)
+        let (p99, slow) = match merged.is_empty() {
+            true => (0, 0),
+            false => {
+                // Samples in buckets wholly above the limit's (to the histogram's 1%).
+                let limit = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX);
+                let slow = match limit < HIGHEST_MICROS {
+                    true => merged.count_between(merged.next_non_equivalent(limit), u64::MAX),
+                    false => 0,
+                };
+                (merged.value_at_quantile(0.99), slow)
+            }
         };
         Summary {
             requests,
             errors,
             p99: Duration::from_micros(p99),
+            slow,
+            stuck,
         }
     }
 
-    /// Forgets everything (a color that was changed or resumed starts with a clean slate).
+    /// Forgets everything (a color that was changed or resumed starts with a clean slate), the
+    /// requests in flight included: they finish uncounted.
     pub fn clear(&self, now: Instant) {
+        self.in_flight().clear();
         let mut w = self.lock();
         w.past.clear();
         w.current.requests = 0;
@@ -174,7 +244,7 @@ mod tests {
                 Duration::from_millis(if i < 98 { 10 } else { 900 }),
             );
         }
-        let s = o.summary(t0, Duration::from_secs(30));
+        let s = o.summary(t0, Duration::from_secs(30), Duration::from_secs(2));
         assert_eq!((s.requests, s.errors), (100, 10));
         assert!((s.error_rate() - 0.1).abs() < 1e-9);
         assert!(s.p99 >= Duration::from_millis(890), "p99 {:?}", s.p99);
@@ -189,8 +259,68 @@ mod tests {
             o.rotate(t0 + Duration::from_secs(s), Duration::from_secs(30));
         }
         o.record(false, Duration::from_millis(5));
-        let s = o.summary(t0 + Duration::from_secs(40), Duration::from_secs(30));
+        let s = o.summary(
+            t0 + Duration::from_secs(40),
+            Duration::from_secs(30),
+            Duration::from_secs(2),
+        );
         assert_eq!((s.requests, s.errors), (1, 0));
+    }
+
+    #[test]
+    fn slow_counts_finished_requests_over_the_limit() {
+        let t0 = Instant::now();
+        let o = Outcomes::new(t0);
+        for ms in [10, 1990, 2000, 2100, 2500, 9000] {
+            o.record(false, Duration::from_millis(ms));
+        }
+        let s = o.summary(t0, Duration::from_secs(30), Duration::from_secs(2));
+        assert_eq!(s.slow, 3, "2.1 s, 2.5 s and 9 s are over 2 s");
+    }
+
+    #[test]
+    fn requests_waiting_longer_than_the_limit_are_stuck_until_they_finish() {
+        let t0 = Instant::now();
+        let o = Outcomes::new(t0);
+        let a = o.start(t0);
+        let b = o.start(t0 + Duration::from_millis(50));
+        let c = o.start(t0 + Duration::from_millis(1000));
+        assert_eq!(a, b, "one slot per 100 ms");
+        assert_ne!(a, c);
+        let limit = Duration::from_secs(2);
+        assert_eq!(o.stuck(t0 + Duration::from_millis(2000), limit), 0);
+        assert_eq!(o.stuck(t0 + Duration::from_millis(2200), limit), 2);
+        assert_eq!(o.stuck(t0 + Duration::from_millis(3200), limit), 3);
+        o.finish(a);
+        assert_eq!(o.stuck(t0 + Duration::from_millis(3200), limit), 2);
+        o.finish(b);
+        o.finish(c);
+        assert_eq!(o.stuck(t0 + Duration::from_secs(60), limit), 0);
+        let s = o.summary(t0 + Duration::from_secs(60), Duration::from_secs(30), limit);
+        assert_eq!(
+            (s.requests, s.stuck),
+            (0, 0),
+            "finishing records nothing by itself"
+        );
+    }
+
+    #[test]
+    fn clear_forgets_requests_in_flight_and_their_finish_is_harmless() {
+        let t0 = Instant::now();
+        let o = Outcomes::new(t0);
+        let a = o.start(t0);
+        o.clear(t0 + Duration::from_secs(1));
+        let b = o.start(t0 + Duration::from_secs(1));
+        o.finish(a);
+        assert_eq!(
+            o.stuck(t0 + Duration::from_secs(10), Duration::from_secs(2)),
+            1
+        );
+        o.finish(b);
+        assert_eq!(
+            o.stuck(t0 + Duration::from_secs(10), Duration::from_secs(2)),
+            0
+        );
     }
 
     #[test]
@@ -202,8 +332,12 @@ mod tests {
         o.record(true, Duration::from_millis(5));
         o.clear(t0 + Duration::from_secs(2));
         assert_eq!(
-            o.summary(t0 + Duration::from_secs(2), Duration::from_secs(30))
-                .requests,
+            o.summary(
+                t0 + Duration::from_secs(2),
+                Duration::from_secs(30),
+                Duration::from_secs(2)
+            )
+            .requests,
             0
         );
     }

@@ -19,6 +19,7 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::outcomes::Started;
 use crate::policy::Policy;
 use crate::split::{self, Decision, Refusal};
 use crate::state::{Shared, Snapshot};
@@ -55,6 +56,17 @@ pub struct Ctx {
     /// Backends whose connect failed, so a retry goes elsewhere.
     tried: Vec<SocketAddr>,
     started: Instant,
+    /// The color this request is counted in flight on, until the context is dropped.
+    in_flight: Option<(usize, Started)>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // Dropped at the end of every request, whichever way it ended.
+        if let (Some(snap), Some((color, started))) = (&self.snap, self.in_flight.take()) {
+            snap.colors[color].outcomes.finish(started);
+        }
+    }
 }
 
 impl Ctx {
@@ -80,6 +92,7 @@ impl ProxyHttp for Blueshift {
             assign: false,
             tried: Vec::new(),
             started: Instant::now(),
+            in_flight: None,
         }
     }
 
@@ -109,6 +122,8 @@ impl ProxyHttp for Blueshift {
         let decision = split::decide(&snap.table, input, fastrand::u32(..));
         match decision {
             Ok(d) => {
+                let started = snap.colors[d.color()].outcomes.start(ctx.started);
+                ctx.in_flight = Some((d.color(), started));
                 ctx.color = Some(d.color());
                 ctx.assign =
                     matches!(d, Decision::New(_)) && affinity.is_some_and(|a| a.cookie.is_some());
@@ -147,6 +162,14 @@ impl ProxyHttp for Blueshift {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no color"))?;
         loop {
             if let Some(b) = snap.colors[color].pick(&ctx.tried, fastrand::u32(..)) {
+                if ctx.color != Some(color) {
+                    // Fell back: the wait is now on this color's backends.
+                    if let Some((was, started)) = ctx.in_flight.take() {
+                        snap.colors[was].outcomes.finish(started);
+                    }
+                    let started = snap.colors[color].outcomes.start(ctx.started);
+                    ctx.in_flight = Some((color, started));
+                }
                 ctx.color = Some(color);
                 return Ok(Box::new(b.peer.clone()));
             }

@@ -338,29 +338,40 @@ fn rollout_key(p: &Policy) -> Option<(String, Vec<(u32, Duration)>)> {
 
 /// Judges one color's recent outcomes; `Some` is a breach worth a rollback.
 pub fn judge(limits: &RollbackLimits, s: &Summary) -> Option<(Kind, String)> {
-    if s.requests < limits.min_requests {
-        return None;
-    }
     let window = humantime::format_duration(limits.window);
-    if s.error_rate() > limits.max_error_rate {
-        return Some((
-            Kind::ErrorRate,
-            format!(
-                "error rate {:.2} > {} over {window} ({} requests)",
-                s.error_rate(),
-                limits.max_error_rate,
-                s.requests
-            ),
-        ));
+    let limit = humantime::format_duration(limits.max_p99_latency);
+    if s.requests >= limits.min_requests {
+        if s.error_rate() > limits.max_error_rate {
+            return Some((
+                Kind::ErrorRate,
+                format!(
+                    "error rate {:.2} > {} over {window} ({} requests)",
+                    s.error_rate(),
+                    limits.max_error_rate,
+                    s.requests
+                ),
+            ));
+        }
+        if s.p99 > limits.max_p99_latency {
+            return Some((
+                Kind::Latency,
+                format!(
+                    "p99 latency {} > {limit} over {window} ({} requests)",
+                    humantime::format_duration(Duration::from_millis(s.p99.as_millis() as u64)),
+                    s.requests
+                ),
+            ));
+        }
     }
-    if s.p99 > limits.max_p99_latency {
+    // A hung model answers nothing to judge: the requests waiting on it past the limit count as
+    // slower than it, so more than 1% of them (with the slow answers) is a p99 over the limit.
+    let total = s.requests + s.stuck;
+    if s.stuck > 0 && total >= limits.min_requests && (s.slow + s.stuck) * 100 > total {
         return Some((
             Kind::Latency,
             format!(
-                "p99 latency {} > {} over {window} ({} requests)",
-                humantime::format_duration(Duration::from_millis(s.p99.as_millis() as u64)),
-                humantime::format_duration(limits.max_p99_latency),
-                s.requests
+                "p99 latency > {limit} over {window}: {} requests waiting longer, {} answered slower ({total} requests)",
+                s.stuck, s.slow,
             ),
         ));
     }

@@ -121,6 +121,47 @@ fn a_slow_candidate_is_rolled_back_on_p99() {
     );
 }
 
+#[test]
+fn a_hung_candidate_is_rolled_back_long_before_its_requests_time_out() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    // /predict never answers; /health still passes, as with a stuck inference queue.
+    m.servers[g].controls.set_delay(Duration::from_secs(3600));
+    let extra = "rollback:\n  max_p99_latency: 1s\n  min_requests: 20\ntimeouts:\n  read: 30s\n";
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), extra));
+    // Concurrent clients, as in production: a hung request holds only its own connection.
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    let s = eventually(
+        "green to be rolled back while its requests still hang",
+        || {
+            // Bounded: 400 requests at most, whatever happens.
+            for _ in 0..5.min(400 - clients.len()) {
+                let addr = p.addr;
+                clients.push(std::thread::spawn(move || get(addr, "/predict", &[])));
+            }
+            let s = p.status();
+            rolled_back(&s).then_some(s)
+        },
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "rolled back after {took:?}; the read timeout is 30 s"
+    );
+    let reason = s["rollback"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("p99 latency > 1s over 30s: "),
+        "{reason}"
+    );
+    assert!(p
+        .metrics()
+        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"latency\"} 1"));
+    for _ in 0..20 {
+        assert_eq!(p.get("/predict", &[]).color(), "blue");
+    }
+}
+
 const ROLLOUT: &str = "rollout:\n  candidate: green\n  steps:\n    - {weight: 10, hold: 1s}\n    - {weight: 50, hold: 1s}\n    - {weight: 100, hold: 1s}\n";
 
 #[test]

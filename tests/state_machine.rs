@@ -248,6 +248,8 @@ fn the_judge_needs_min_requests_and_names_the_numbers() {
         requests,
         errors,
         p99: Duration::from_millis(p99_ms),
+        slow: 0,
+        stuck: 0,
     };
     assert_eq!(
         judge(&limits, &s(19, 19, 9000)),
@@ -265,4 +267,26 @@ fn the_judge_needs_min_requests_and_names_the_numbers() {
     let (kind, reason) = judge(&limits, &s(50, 0, 2400)).unwrap();
     assert_eq!(kind, Kind::Latency);
     assert_eq!(reason, "p99 latency 2s 400ms > 2s over 30s (50 requests)");
+    // A hung model: few answers, and requests waiting past the limit.
+    let hung = |requests, slow, stuck| Summary {
+        requests,
+        errors: 0,
+        p99: Duration::from_millis(100),
+        slow,
+        stuck,
+    };
+    assert_eq!(judge(&limits, &hung(10, 0, 9)), None, "19 < min_requests");
+    assert_eq!(
+        judge(&limits, &hung(600, 0, 6)),
+        None,
+        "6 of 606 is under 1%"
+    );
+    let (kind, reason) = judge(&limits, &hung(600, 1, 6)).unwrap();
+    assert_eq!(kind, Kind::Latency);
+    assert_eq!(
+        reason,
+        "p99 latency > 2s over 30s: 6 requests waiting longer, 1 answered slower (606 requests)"
+    );
+    let (kind, _) = judge(&limits, &hung(0, 0, 20)).unwrap();
+    assert_eq!(kind, Kind::Latency, "no answer at all, 20 waiting");
 }

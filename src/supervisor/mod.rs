@@ -362,7 +362,11 @@ impl Inner {
             } else {
                 rollout::judge(
                     &p.rollback,
-                    &self.outcomes_of(&c.name).summary(now, p.rollback.window),
+                    &self.outcomes_of(&c.name).summary(
+                        now,
+                        p.rollback.window,
+                        p.rollback.max_p99_latency,
+                    ),
                 )
             };
             if let Some((kind, reason)) = breach {
