@@ -292,7 +292,12 @@ fn remote_control(
             return (
                 "404 Not Found",
                 "",
-                format!("{{\"error\":\"no behaviour `{other}`: use healthy, failing, slow, hang, unhealthy or hangup\"}}\n"),
+                format!(
+                    "{}\n",
+                    serde_json::json!({
+                        "error": format!("no behaviour `{other}`: use healthy, failing, slow, hang, unhealthy or hangup")
+                    })
+                ),
             )
         }
     };
