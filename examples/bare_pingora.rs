@@ -4,10 +4,11 @@
 //!   cargo run --release --example bare_pingora -- LISTEN_ADDR PEER_ADDR
 
 use async_trait::async_trait;
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{RunArgs, Server};
+use pingora_core::server::RunArgs;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::{ProxyHttp, Session};
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,21 +29,8 @@ impl ProxyHttp for Bare {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (listen, peer) = (
-        args.next().expect("LISTEN_ADDR"),
-        args.next().expect("PEER_ADDR"),
-    );
-    let conf = ServerConf {
-        work_stealing: false,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut p = HttpPeer::new(peer.as_str(), false, String::new());
-    p.options.read_timeout = Some(std::time::Duration::from_secs(60));
-    p.options.connection_timeout = Some(std::time::Duration::from_secs(2));
-    let mut svc = pingora_proxy::http_proxy_service(&server.configuration, Bare(p));
+    let (mut server, listen, peer) = common::setup();
+    let mut svc = pingora_proxy::http_proxy_service(&server.configuration, Bare(peer));
     svc.add_tcp(&listen);
     server.add_service(svc);
     server.run(RunArgs::default());

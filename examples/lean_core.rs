@@ -14,12 +14,12 @@ use pingora_core::connectors::http::v1::Connector;
 use pingora_core::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
-use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{RunArgs, Server, ShutdownWatch};
+use pingora_core::server::{RunArgs, ShutdownWatch};
 use pingora_core::services::listening::Service;
 use pingora_core::upstreams::peer::HttpPeer;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -82,20 +82,7 @@ impl HttpServerApp for Lean {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (listen, peer) = (
-        args.next().expect("LISTEN_ADDR"),
-        args.next().expect("PEER_ADDR"),
-    );
-    let conf = ServerConf {
-        work_stealing: false,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut peer = HttpPeer::new(peer.as_str(), false, String::new());
-    peer.options.read_timeout = Some(Duration::from_secs(60));
-    peer.options.connection_timeout = Some(Duration::from_secs(2));
+    let (mut server, listen, peer) = common::setup();
     let app = Lean {
         peer,
         connector: Connector::new(None),
