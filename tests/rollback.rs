@@ -14,6 +14,12 @@ fn rolled_back(s: &serde_json::Value) -> bool {
     s["state"] == "rolled_back"
 }
 
+/// Asserts that `blueshift_rollbacks_total` counted one rollback of green for `reason`.
+fn counted_once(p: &Proxy, reason: &str) {
+    let line = format!("blueshift_rollbacks_total{{color=\"green\",reason=\"{reason}\"}} 1");
+    assert!(p.metrics().contains(&line), "missing {line}");
+}
+
 #[test]
 fn killing_the_candidate_rolls_it_back_in_time_with_no_client_errors() {
     let mut m = Models::new();
@@ -63,8 +69,7 @@ fn killing_the_candidate_rolls_it_back_in_time_with_no_client_errors() {
         !after.is_empty() && after.iter().all(|x| x.color == "blue"),
         "after the rollback everything goes to blue"
     );
-    let line = format!("blueshift_rollbacks_total{{color=\"green\",reason=\"{kind}\"}} 1");
-    assert!(p.metrics().contains(&line), "missing {line}");
+    counted_once(&p, kind);
 }
 
 #[test]
@@ -97,9 +102,7 @@ fn a_candidate_answering_500s_is_rolled_back_after_min_requests() {
     for _ in 0..50 {
         assert_eq!(p.get("/predict", &[]).color(), "blue");
     }
-    assert!(p
-        .metrics()
-        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"error_rate\"} 1"));
+    counted_once(&p, "error_rate");
 }
 
 #[test]
@@ -161,9 +164,7 @@ fn a_hung_candidate_is_rolled_back_long_before_its_requests_time_out() {
         reason.starts_with("p99 latency > 1s over 30s: "),
         "{reason}"
     );
-    assert!(p
-        .metrics()
-        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"latency\"} 1"));
+    counted_once(&p, "latency");
     for _ in 0..20 {
         assert_eq!(p.get("/predict", &[]).color(), "blue");
     }
@@ -268,9 +269,7 @@ fn manual_rollback_and_resume() {
         (Some("steady"), Some(50))
     );
     assert_eq!(p.admin_post("/resume", &[]).status, 409);
-    assert!(p
-        .metrics()
-        .contains("blueshift_rollbacks_total{color=\"green\",reason=\"manual\"} 1"));
+    counted_once(&p, "manual");
 }
 
 #[test]

@@ -425,19 +425,8 @@ fn two_bursts_reuse_upstream_connections(pingora_conf: Option<&str>) {
     m.servers[b]
         .controls
         .set_delay(std::time::Duration::from_millis(300));
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, admin) = ports();
-    let policy = dir.path().join("policy.yaml");
-    let policy_text = two_colors(&[m.addr(b)], &[m.addr(g)], (100, 0), "");
-    std::fs::write(&policy, fill(&policy_text, addr, admin)).unwrap();
-    let conf = dir.path().join("pingora.yaml");
-    let mut args = Vec::new();
-    if let Some(text) = pingora_conf {
-        std::fs::write(&conf, text).unwrap();
-        args = vec!["--pingora-conf", conf.to_str().unwrap()];
-    }
-    let child = Proxy::spawn(&policy, &args, &[]);
-    let p = Proxy::attach(child, &policy, addr, admin, dir);
+    let policy = two_colors(&[m.addr(b)], &[m.addr(g)], (100, 0), "");
+    let p = Proxy::start_with(&policy, &[], pingora_conf);
     let burst = |n: usize| {
         let threads: Vec<_> = (0..n)
             .map(|_| {

@@ -106,11 +106,23 @@ impl Proxy {
     }
 
     pub fn start_with_env(policy: &str, env: &[(&str, &str)]) -> Proxy {
+        Self::start_with(policy, env, None)
+    }
+
+    /// Starts the binary with `policy` and, if given, a Pingora conf of that text.
+    pub fn start_with(policy: &str, env: &[(&str, &str)], pingora_conf: Option<&str>) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.yaml");
         let (addr, admin) = ports();
         std::fs::write(&path, fill(policy, addr, admin)).unwrap();
-        Proxy::launch(&path, addr, admin, env, dir)
+        let conf = dir.path().join("pingora.yaml");
+        let mut args = Vec::new();
+        if let Some(text) = pingora_conf {
+            std::fs::write(&conf, text).unwrap();
+            args = vec!["--pingora-conf", conf.to_str().unwrap()];
+        }
+        let child = Proxy::spawn(&path, &args, env);
+        Proxy::attach(child, &path, addr, admin, dir)
     }
 
     /// Runs the binary on a policy file the caller wrote (with [`ports`] and [`fill`]).
