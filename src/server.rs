@@ -22,11 +22,9 @@ use crate::Error;
 /// 60 s idle.
 pub const UPSTREAM_POOL: usize = 1024;
 
-/// The keys a Pingora conf file sets (it loaded already, so it parses).
-fn top_level_keys(path: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let text = text.trim_start().trim_start_matches("---");
-    match marked_yaml::parse_yaml(0, text) {
+/// The top-level keys of a Pingora conf that parsed.
+fn top_level_keys(text: &str) -> Vec<String> {
+    match marked_yaml::parse_yaml(0, text.trim_start().trim_start_matches("---")) {
         Ok(marked_yaml::Node::Mapping(map)) => map.keys().map(|k| k.as_str().to_owned()).collect(),
         _ => Vec::new(),
     }
@@ -71,9 +69,11 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     };
     let (mut conf, given) = match &o.pingora_conf {
         Some(path) => {
-            let conf = ServerConf::load_from_yaml(path.display().to_string())
+            let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::Pingora(format!("{}: {e}", path.display())))?;
-            (conf, top_level_keys(path))
+            let conf = ServerConf::from_yaml(&text)
+                .map_err(|e| Error::Pingora(format!("{}: {e}", path.display())))?;
+            (conf, top_level_keys(&text))
         }
         None => (ServerConf::default(), Vec::new()),
     };
