@@ -61,13 +61,25 @@ pub fn parse(text: &str) -> Result<Policy, Problems> {
                 let (mark, message) = match &*e {
                     marked_yaml::Error::UnknownFieldError(field, expected, _) => {
                         let segments = path_segments(e.path().unwrap_or(""));
-                        match find_key(
-                            &node,
-                            &segments[..segments.len().saturating_sub(1)],
-                            field,
-                            "",
-                        ) {
-                            Some((m, at)) => (Some(m), unknown_key(field, expected, &at)),
+                        let parent = &segments[..segments.len().saturating_sub(1)];
+                        let holds = |n: &Node| {
+                            n.as_mapping()
+                                .is_some_and(|m| m.get(field.as_str()).is_some())
+                        };
+                        let key = find_node(&node, parent, &holds)
+                            .and_then(|map| map.as_mapping()?.keys().find(|k| k.as_str() == field))
+                            .and_then(|k| k.span().start().copied());
+                        match key {
+                            Some(m) => {
+                                let at = locate(&node, &m, String::new())
+                                    .map(|(path, _)| path)
+                                    .unwrap_or_default();
+                                let at = at.strip_suffix(field.as_str()).unwrap_or(&at);
+                                (
+                                    Some(m),
+                                    unknown_key(field, expected, at.trim_end_matches('.')),
+                                )
+                            }
                             None => (e.start_mark(), unknown_key(field, expected, "")),
                         }
                     }
@@ -79,6 +91,7 @@ pub fn parse(text: &str) -> Result<Policy, Problems> {
                         let mark = match invalid_type_found(&e) {
                             Some(found) if segments.iter().any(|s| s == "?") => {
                                 find_node(&node, &segments, &|n| is_kind(n, &found))
+                                    .and_then(|n| n.span().start().copied())
                             }
                             _ => None,
                         }
@@ -159,34 +172,6 @@ fn path_segments(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Follows `segments` (`?` matches any key) to a mapping that holds `field`; returns the key's
-/// marker and the readable path of that mapping.
-fn find_key(node: &Node, segments: &[String], field: &str, at: &str) -> Option<(Marker, String)> {
-    let join = |next: &str| {
-        if at.is_empty() {
-            next.to_owned()
-        } else {
-            format!("{at}.{next}")
-        }
-    };
-    match (node, segments.split_first()) {
-        (Node::Mapping(map), None) => map
-            .keys()
-            .find(|k| k.as_str() == field)
-            .and_then(|k| k.span().start().copied())
-            .map(|m| (m, at.to_owned())),
-        (Node::Mapping(map), Some((seg, rest))) => map
-            .iter()
-            .filter(|(k, _)| seg == "?" || k.as_str() == seg)
-            .find_map(|(k, v)| find_key(v, rest, field, &join(k.as_str()))),
-        (Node::Sequence(seq), Some((seg, rest))) => {
-            let i: usize = seg.parse().ok()?;
-            find_key(seq.get(i)?, rest, field, &format!("{at}[{i}]"))
-        }
-        _ => None,
-    }
-}
-
 /// Whether a validation problem only restates that a part cut out for a structural error is
 /// gone: the key is not also "required", and with a color cut, nothing also names "no color".
 fn follows_from_cut(cut: &str, message: &str) -> bool {
@@ -221,10 +206,14 @@ fn is_kind(node: &Node, found: &str) -> bool {
     }
 }
 
-/// Follows `segments` (`?` matches any key) to the first node `accept` takes; its marker.
-fn find_node(node: &Node, segments: &[String], accept: &dyn Fn(&Node) -> bool) -> Option<Marker> {
+/// Follows `segments` (`?` matches any key) to the first node `accept` takes.
+fn find_node<'a>(
+    node: &'a Node,
+    segments: &[String],
+    accept: &dyn Fn(&Node) -> bool,
+) -> Option<&'a Node> {
     match (node, segments.split_first()) {
-        (n, None) => accept(n).then(|| n.span().start().copied()).flatten(),
+        (n, None) => accept(n).then_some(n),
         (Node::Mapping(map), Some((seg, rest))) => map
             .iter()
             .filter(|(k, _)| seg == "?" || k.as_str() == seg)
