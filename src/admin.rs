@@ -165,6 +165,34 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// `colors.<c>.quality`: what the color answered over the rollback window.
+fn quality(s: &Snapshot, i: usize) -> Value {
+    let c = &s.colors[i];
+    let a = c
+        .outcomes
+        .answers(std::time::Instant::now(), s.policy.rollback.window)
+        .summary(&c.metrics.label_names());
+    let labels: serde_json::Map<String, Value> = a
+        .shares()
+        .into_iter()
+        .map(|(l, share)| (l.to_owned(), json!(round(share))))
+        .collect();
+    json!({
+        "samples": a.samples(),
+        "valid": a.valid,
+        "invalid": a.invalid,
+        "skipped": a.skipped,
+        "labels": labels,
+        "mean_score": a.mean_score.map(round),
+        "invalid_rate": round(a.invalid_rate()),
+    })
+}
+
+/// Four decimals are plenty for a share, and keep the JSON readable.
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
 /// The `/status` document.
 pub fn status(s: &Snapshot) -> Value {
     let names = &s.table.names;
@@ -190,14 +218,15 @@ pub fn status(s: &Snapshot) -> Value {
                     })
                 })
                 .collect();
-            (
-                n.clone(),
-                json!({
-                    "backends": backends,
-                    "split_weight": s.policy.split[i],
-                    "eligible": s.table.eligible[i],
-                }),
-            )
+            let mut color = json!({
+                "backends": backends,
+                "split_weight": s.policy.split[i],
+                "eligible": s.table.eligible[i],
+            });
+            if s.policy.quality.is_some() {
+                color["quality"] = quality(s, i);
+            }
+            (n.clone(), color)
         })
         .collect();
     let ctl = &s.control;

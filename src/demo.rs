@@ -93,7 +93,7 @@ Try:
   curl -si -X POST http://127.0.0.1:8080/predict -d '{{"text":"great product"}}'
 
   # the 90/10 split over 200 new sessions
-  for i in $(seq 200); do curl -s -o /dev/null -D - http://127.0.0.1:8080/predict | grep -i '^x-blueshift-color'; done | sort | uniq -c
+  for i in $(seq 200); do curl -s -o /dev/null -D - "http://127.0.0.1:8080/predict?id=$i" | grep -i '^x-blueshift-color'; done | sort | uniq -c
 
   # stickiness: keep the cookie and every request stays on one model
   curl -s -c /tmp/bs.txt -b /tmp/bs.txt http://127.0.0.1:8080/predict; curl -s -b /tmp/bs.txt http://127.0.0.1:8080/predict
@@ -111,6 +111,13 @@ Try:
   curl -s -X POST http://127.0.0.1:5002/demo/failing     # or demo/slow, demo/hang, demo/unhealthy
   (for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8080/predict & done; sleep 3)
   blueshift status                      # rolled_back: green at 0%, and why
+  curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
+
+  # quality gates: green answers 200s with the wrong labels; blueshift compares what each model
+  # answers (label mix, confidence) and takes green out, though no request failed
+  curl -s -X POST http://127.0.0.1:5002/demo/wrong      # or demo/notjson
+  for i in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:8080/predict?id=$i"; done
+  blueshift status                      # QUALITY lines, and the rollback: label shift ... > 0.2
   curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
 
 Edit {policy} (say green: 50) and the split changes within 2 s; uncomment its rollout: block

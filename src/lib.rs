@@ -7,8 +7,11 @@
 //! - [`split`]: pure color choice (weights, header hashing, cookie pins, overrides).
 //! - [`affinity`]: the affinity cookie, read and written.
 //! - [`state`]: the [`state::Snapshot`] the request path reads, behind one `ArcSwap`.
-//! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99).
+//! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99, answers).
+//! - [`quality`]: the answer tap, what an answer predicted, and the quality judge.
 //! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase.
+//! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
+//! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
 //! - [`health`]: active health checks and their consecutive-result counting.
 //! - [`rollout`]: the pure rollout/rollback state machine and the rollback judge.
 //! - [`persist`]: the state file that keeps rollbacks and pauses across restarts.
@@ -27,6 +30,7 @@ pub mod affinity;
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod forwarded;
 pub mod health;
 pub mod metrics;
 pub mod model_server;
@@ -34,7 +38,9 @@ pub mod outcomes;
 pub mod persist;
 pub mod policy;
 pub mod proxy;
+pub mod quality;
 pub mod reload;
+pub mod replies;
 pub mod rollout;
 pub mod server;
 pub mod split;

@@ -4,8 +4,10 @@
 //! color, and status codes resolve lazily into a fixed table the first time each is seen.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::quality::window::{AnswerCounts, MAX_LABELS, OTHER_LABEL};
+use crate::quality::Answer;
 use once_cell::sync::Lazy;
 use prometheus::{
     register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
@@ -43,6 +45,19 @@ metric!(RELOADS: IntCounterVec = register_int_counter_vec!(
     "blueshift_policy_reloads_total", "Policy reload attempts by result.", &["result"]));
 metric!(REVISION: IntGauge = register_int_gauge!(
     "blueshift_policy_revision", "Number of applied policy changes since start."));
+metric!(FIRST_BYTE: HistogramVec = register_histogram_vec!(
+    "blueshift_time_to_first_byte_seconds", "Time from request start to the first byte of the answer's body (the first token of a stream), by color.", &["color"], DURATION_BUCKETS.to_vec()));
+metric!(PREDICTIONS: IntCounterVec = register_int_counter_vec!(
+    "blueshift_predictions_total", "Predicted labels read from answers, by color and label (at most 32 labels per color, the rest as `other`).", &["color", "label"]));
+metric!(SCORE: HistogramVec = register_histogram_vec!(
+    "blueshift_prediction_score", "Scores read from answers, by color.", &["color"], SCORE_BUCKETS.to_vec()));
+metric!(INSPECTED: IntCounterVec = register_int_counter_vec!(
+    "blueshift_answers_inspected_total", "Answers read by the quality gates, by color and result (valid, invalid, skipped).", &["color", "result"]));
+
+/// Score buckets: most models score in 0..1.
+const SCORE_BUCKETS: &[f64] = &[
+    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0,
+];
 
 /// The rollout states, in the order the contract lists them.
 pub const STATES: [&str; 5] = ["steady", "progressing", "paused", "promoted", "rolled_back"];
@@ -53,6 +68,13 @@ pub struct ColorMetrics {
     by_status: Box<[OnceLock<IntCounter>]>,
     errors: IntCounter,
     duration: Histogram,
+    first_byte: Histogram,
+    /// `valid`, `invalid`, `skipped`.
+    inspected: [IntCounter; 3],
+    score: Histogram,
+    /// The color's label table: index = position, at most [`MAX_LABELS`].
+    labels: RwLock<Vec<(Box<str>, IntCounter)>>,
+    other: IntCounter,
 }
 
 static COLORS: Lazy<Mutex<HashMap<String, Arc<ColorMetrics>>>> = Lazy::new(Default::default);
@@ -68,6 +90,12 @@ impl ColorMetrics {
                     by_status: (100..600).map(|_| OnceLock::new()).collect(),
                     errors: REQUESTS.with_label_values(&[color, "error"]),
                     duration: DURATION.with_label_values(&[color]),
+                    first_byte: FIRST_BYTE.with_label_values(&[color]),
+                    inspected: ["valid", "invalid", "skipped"]
+                        .map(|r| INSPECTED.with_label_values(&[color, r])),
+                    score: SCORE.with_label_values(&[color]),
+                    labels: RwLock::new(Vec::new()),
+                    other: PREDICTIONS.with_label_values(&[color, OTHER_LABEL]),
                 })
             })
             .clone()
@@ -84,6 +112,85 @@ impl ColorMetrics {
         };
         counter.inc();
         self.duration.observe(seconds);
+    }
+
+    /// Time to the first byte of an answer's body.
+    pub fn observe_first_byte(&self, seconds: f64) {
+        self.first_byte.observe(seconds);
+    }
+
+    /// Counts what an inspected answer said; returns it as window counts, labels by index.
+    pub fn count_answer(&self, answer: &Answer) -> AnswerCounts {
+        let mut c = AnswerCounts::default();
+        match answer {
+            Answer::Valid { labels, scores } => {
+                c.valid = 1;
+                for l in labels {
+                    c.labels[self.label(l)] += 1;
+                }
+                for s in scores {
+                    self.score.observe(*s);
+                }
+                c.score_sum = scores.iter().sum();
+                c.scores = scores.len() as u64;
+                self.inspected[0].inc();
+            }
+            Answer::Invalid => {
+                c.invalid = 1;
+                self.inspected[1].inc();
+            }
+            Answer::Skipped => {
+                c.skipped = 1;
+                self.inspected[2].inc();
+            }
+        }
+        c
+    }
+
+    /// The index of `label` in the color's table (added if there is room, else [`MAX_LABELS`],
+    /// `other`), with its prediction counted.
+    fn label(&self, label: &str) -> usize {
+        let find = |t: &[(Box<str>, IntCounter)]| t.iter().position(|(l, _)| &**l == label);
+        {
+            let table = self.labels.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = find(&table) {
+                table[i].1.inc();
+                return i;
+            }
+            if table.len() >= MAX_LABELS {
+                self.other.inc();
+                return MAX_LABELS;
+            }
+        }
+        let mut table = self.labels.write().unwrap_or_else(|e| e.into_inner());
+        let i = match find(&table) {
+            Some(i) => i,
+            None if table.len() < MAX_LABELS => {
+                // Once per (color, label), at most 32 times per color.
+                let counter = PREDICTIONS.with_label_values(&[&self.name, label]);
+                table.push((label.into(), counter));
+                table.len() - 1
+            }
+            None => {
+                self.other.inc();
+                return MAX_LABELS;
+            }
+        };
+        table[i].1.inc();
+        i
+    }
+
+    /// The color's labels, in index order.
+    pub fn label_names(&self) -> Vec<String> {
+        let table = self.labels.read().unwrap_or_else(|e| e.into_inner());
+        table.iter().map(|(l, _)| l.to_string()).collect()
+    }
+
+    /// Makes the quality series visible from the first scrape.
+    pub fn touch_answers(&self) {
+        for c in &self.inspected {
+            c.inc_by(0);
+        }
     }
 
     /// Makes the color's series visible from the first scrape.
@@ -126,14 +233,15 @@ pub fn set_state(state: &str) {
     }
 }
 
-/// Counts a rollback of `color` for a reason kind (`unhealthy`, `error_rate`, `latency`, `manual`).
+/// Counts a rollback of `color` for a reason kind (`unhealthy`, `error_rate`, `latency`,
+/// `quality`, `manual`).
 pub fn rolled_back(color: &str, reason: &str) {
     ROLLBACKS.with_label_values(&[color, reason]).inc();
 }
 
 /// Makes the rollback counter of a color visible before its first rollback.
 pub fn touch_rollbacks(color: &str) {
-    for reason in ["unhealthy", "error_rate", "latency", "manual"] {
+    for reason in ["unhealthy", "error_rate", "latency", "quality", "manual"] {
         ROLLBACKS.with_label_values(&[color, reason]).inc_by(0);
     }
 }

@@ -1,5 +1,6 @@
-//! Passive outcome tracking per color: requests, errors and a latency histogram over a sliding
-//! window of one-second buckets, and the requests still in flight by when they started.
+//! Passive outcome tracking per color: requests, errors, a latency histogram and, with quality
+//! gates, what the answers said, over a sliding window of one-second buckets; and the requests
+//! still in flight by when they started.
 //!
 //! The request path only locks the current bucket to add one sample; the supervisor rotates
 //! buckets once a second and sums the ones inside the window when it judges a color. A model that
@@ -11,6 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+use crate::quality::window::AnswerCounts;
 
 /// Width of one bucket.
 pub const BUCKET: Duration = Duration::from_secs(1);
@@ -27,6 +30,7 @@ struct Bucket {
     requests: u64,
     errors: u64,
     latency: Histogram<u64>,
+    answers: AnswerCounts,
 }
 
 impl Bucket {
@@ -36,6 +40,7 @@ impl Bucket {
             requests: 0,
             errors: 0,
             latency,
+            answers: AnswerCounts::default(),
         }
     }
 }
@@ -140,8 +145,8 @@ impl Outcomes {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records one finished request.
-    pub fn record(&self, error: bool, latency: Duration) {
+    /// Records one finished request, and what its answer said if it was inspected.
+    pub fn record(&self, error: bool, latency: Duration, answer: Option<&AnswerCounts>) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -149,6 +154,23 @@ impl Outcomes {
         w.current.requests += 1;
         w.current.errors += u64::from(error);
         w.current.latency.saturating_record(micros);
+        if let Some(a) = answer {
+            w.current.answers.add(a);
+        }
+    }
+
+    /// What the answers said over the last `window`, current bucket included.
+    pub fn answers(&self, now: Instant, window: Duration) -> AnswerCounts {
+        let w = self.lock();
+        let mut total = AnswerCounts::default();
+        let inside = w
+            .past
+            .iter()
+            .filter(|b| now.duration_since(b.start) <= window);
+        for b in inside.chain(std::iter::once(&w.current)) {
+            total.add(&b.answers);
+        }
+        total
     }
 
     /// Records an attempt that failed before any response, e.g. a refused connect that another
@@ -226,6 +248,7 @@ impl Outcomes {
         w.current.requests = 0;
         w.current.errors = 0;
         w.current.latency.reset();
+        w.current.answers = AnswerCounts::default();
         w.current.start = now;
     }
 }
@@ -242,6 +265,7 @@ mod tests {
             o.record(
                 i % 10 == 0,
                 Duration::from_millis(if i < 98 { 10 } else { 900 }),
+                None,
             );
         }
         let s = o.summary(t0, Duration::from_secs(30), Duration::from_secs(2));
@@ -254,11 +278,11 @@ mod tests {
     fn old_buckets_leave_the_window() {
         let t0 = Instant::now();
         let o = Outcomes::new(t0);
-        o.record(true, Duration::from_millis(5));
+        o.record(true, Duration::from_millis(5), None);
         for s in 1..=40 {
             o.rotate(t0 + Duration::from_secs(s), Duration::from_secs(30));
         }
-        o.record(false, Duration::from_millis(5));
+        o.record(false, Duration::from_millis(5), None);
         let s = o.summary(
             t0 + Duration::from_secs(40),
             Duration::from_secs(30),
@@ -272,7 +296,7 @@ mod tests {
         let t0 = Instant::now();
         let o = Outcomes::new(t0);
         for ms in [10, 1990, 2000, 2100, 2500, 9000] {
-            o.record(false, Duration::from_millis(ms));
+            o.record(false, Duration::from_millis(ms), None);
         }
         let s = o.summary(t0, Duration::from_secs(30), Duration::from_secs(2));
         assert_eq!(s.slow, 3, "2.1 s, 2.5 s and 9 s are over 2 s");
@@ -327,9 +351,9 @@ mod tests {
     fn clear_forgets_everything() {
         let t0 = Instant::now();
         let o = Outcomes::new(t0);
-        o.record(true, Duration::from_millis(5));
+        o.record(true, Duration::from_millis(5), None);
         o.rotate(t0 + Duration::from_secs(1), Duration::from_secs(30));
-        o.record(true, Duration::from_millis(5));
+        o.record(true, Duration::from_millis(5), None);
         o.clear(t0 + Duration::from_secs(2));
         assert_eq!(
             o.summary(

@@ -143,6 +143,7 @@ pub fn load(path: &Path, p: &Policy, now: Instant) -> Result<Option<Machine>, St
             "unhealthy" => Kind::Unhealthy,
             "error_rate" => Kind::ErrorRate,
             "latency" => Kind::Latency,
+            "quality" => Kind::Quality,
             _ => Kind::Manual,
         };
         let at = UNIX_EPOCH + Duration::from_secs(r.at_unix);

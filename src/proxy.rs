@@ -3,15 +3,17 @@
 //! `request_filter` loads the snapshot and picks the color; `upstream_peer` picks a backend of
 //! it, falling back to another backend and then to the stable color when connects fail;
 //! `upstream_request_filter` adds `X-Forwarded-For`/`-Proto`; `upstream_response_filter` labels
-//! the response and pins the session; `logging` counts.
+//! the response, pins the session and, with quality gates, puts a tap on the answer;
+//! `upstream_response_body_filter` notes the first byte and feeds the tap as chunks pass;
+//! `logging` counts, and reads what the answer said.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
+use http::header::SET_COOKIE;
 use http::HeaderName;
 use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -20,15 +22,14 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::outcomes::Started;
-use crate::policy::Policy;
-use crate::split::{self, Decision, Refusal};
+use crate::policy::{LatencyMode, Policy};
+use crate::quality::Tap;
+use crate::split::{self, Decision};
 use crate::state::{Shared, Snapshot};
+use crate::{forwarded, replies};
 
 /// Response header naming the color that served a request.
 pub const COLOR_HEADER: &str = "x-blueshift-color";
-
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// Largest request head passed upstream, like HAProxy's and nginx's few-KiB buffers but roomier
 /// for the long tokens ML clients send; Pingora alone would accept 1 MiB.
@@ -56,20 +57,29 @@ pub struct Ctx {
     /// Backends whose connect failed, so a retry goes elsewhere.
     tried: Vec<SocketAddr>,
     started: Instant,
-    /// The color this request is counted in flight on, until the context is dropped.
+    /// The color this request is counted in flight on, until the context is dropped (or, when
+    /// the latency judged is to the first byte, until that byte).
     in_flight: Option<(usize, Started)>,
+    /// When the first byte of the answer's body arrived, after `started`.
+    first_byte: Option<Duration>,
+    /// Reads the answer, with quality gates on.
+    tap: Option<Tap>,
 }
 
 impl Drop for Ctx {
     fn drop(&mut self) {
         // Dropped at the end of every request, whichever way it ended.
-        if let (Some(snap), Some((color, started))) = (&self.snap, self.in_flight.take()) {
-            snap.colors[color].outcomes.finish(started);
-        }
+        self.end_in_flight();
     }
 }
 
 impl Ctx {
+    fn end_in_flight(&mut self) {
+        if let (Some(snap), Some((color, started))) = (&self.snap, self.in_flight.take()) {
+            snap.colors[color].outcomes.finish(started);
+        }
+    }
+
     /// Excludes `peer` from this request's retries and counts the failure against its color.
     fn give_up_on(&mut self, peer: &HttpPeer) {
         if let Some(addr) = peer._address.as_inet() {
@@ -93,6 +103,8 @@ impl ProxyHttp for Blueshift {
             tried: Vec::new(),
             started: Instant::now(),
             in_flight: None,
+            first_byte: None,
+            tap: None,
         }
     }
 
@@ -109,12 +121,8 @@ impl ProxyHttp for Blueshift {
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         if header_bytes + req.uri.path().len() > MAX_REQUEST_HEADERS {
-            respond_plain(
-                session,
-                431,
-                "blueshift: request headers are larger than 64 KiB\n".into(),
-            )
-            .await?;
+            let body = "blueshift: request headers are larger than 64 KiB\n";
+            replies::plain(session, 431, body.into()).await?;
             return Ok(true);
         }
         let affinity = p.affinity.as_ref();
@@ -130,21 +138,7 @@ impl ProxyHttp for Blueshift {
                 Ok(false)
             }
             Err(refusal) => {
-                let body = match refusal {
-                    Refusal::UnknownColor => {
-                        "blueshift: the override header names no color of the policy\n".to_string()
-                    }
-                    Refusal::Unavailable(i) => {
-                        format!(
-                            "blueshift: color {} has no healthy backend or is rolled back\n",
-                            snap.table.names[i]
-                        )
-                    }
-                    Refusal::NothingEligible => {
-                        "blueshift: no color has a healthy backend\n".to_string()
-                    }
-                };
-                respond_plain(session, 503, body).await?;
+                replies::plain(session, 503, replies::refusal(snap, refusal)).await?;
                 Ok(true)
             }
         }
@@ -236,37 +230,18 @@ impl ProxyHttp for Blueshift {
         req: &mut RequestHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
-        // As nginx's $proxy_add_x_forwarded_for: the client's address appended to any chain it
-        // brought; the scheme is set only if a TLS terminator in front has not set it already.
-        if let Some(ip) = session
+        let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let chain = req
-                .headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let value = match chain.is_empty() {
-                true => ip.to_string(),
-                false => format!("{chain}, {ip}"),
-            };
-            req.insert_header(X_FORWARDED_FOR, value)?;
-        }
-        if !req.headers.contains_key(X_FORWARDED_PROTO) {
-            req.insert_header(X_FORWARDED_PROTO, "http")?;
-        }
-        Ok(())
+            .map(|a| a.ip());
+        forwarded::add(req, client, "http")
     }
 
     // ---- upstream_response_filter: label and pin ------------------------------------------
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -281,7 +256,45 @@ impl ProxyHttp for Blueshift {
                 resp.append_header(SET_COOKIE, cookie.clone())?;
             }
         }
+        if let Some(q) = &snap.policy.quality {
+            // Colors with weight only: a drained or overridden color's answers judge nothing.
+            if c.percent > 0 {
+                let head = session.req_header().method == http::Method::HEAD;
+                ctx.tap = Tap::for_response(resp, head, q);
+            }
+        }
         Ok(())
+    }
+
+    // ---- upstream_response_body_filter: the first byte, and the tap ------------------------
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        let Some(chunk) = body.as_ref().filter(|b| !b.is_empty()) else {
+            return Ok(None);
+        };
+        if ctx.first_byte.is_none() {
+            ctx.first_byte = Some(ctx.started.elapsed());
+            let judged_by_first_byte = ctx
+                .snap
+                .as_ref()
+                .is_some_and(|s| s.policy.rollback.latency == LatencyMode::FirstByte);
+            if judged_by_first_byte {
+                // A stream that has started is no longer waiting, however long it runs.
+                ctx.end_in_flight();
+            }
+        }
+        if let (Some(tap), Some(snap)) = (ctx.tap.as_mut(), ctx.snap.as_ref()) {
+            if let Some(q) = &snap.policy.quality {
+                tap.feed(chunk, q);
+            }
+        }
+        Ok(None)
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
@@ -296,40 +309,14 @@ impl ProxyHttp for Blueshift {
     // ---- fail_to_proxy: a short plain-text reason -----------------------------------------
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            _ => match e.esource() {
-                pingora_core::ErrorSource::Upstream => 502,
-                pingora_core::ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                _ => 500,
-            },
-        };
+        let code = replies::error_code(e);
         if code > 0 && session.response_written().is_none() {
             let color = ctx
                 .color
                 .zip(ctx.snap.as_ref())
                 .map(|(c, s)| s.table.names[c].as_str())
                 .unwrap_or("-");
-            let body = match code {
-                400 => "blueshift: bad request\n".to_string(),
-                502 if matches!(e.etype(), ErrorType::HTTPStatus(_)) => format!(
-                    "blueshift: {}\n",
-                    e.context
-                        .as_ref()
-                        .map(|c| c.as_str())
-                        .unwrap_or("bad gateway")
-                ),
-                502 => format!(
-                    "blueshift: color {color} failed to answer ({})\n",
-                    e.etype().as_str()
-                ),
-                504 => format!("blueshift: color {color} timed out\n"),
-                _ => format!("blueshift: {}\n", e.etype().as_str()),
-            };
-            let _ = respond_plain(session, code, body).await;
+            let _ = replies::plain(session, code, replies::error_body(code, e, color)).await;
         }
         FailToProxy {
             error_code: code,
@@ -349,8 +336,23 @@ impl ProxyHttp for Blueshift {
             Some(c) => {
                 let color = &snap.colors[c];
                 color.metrics.observe(status, elapsed.as_secs_f64());
+                let first_byte = ctx.first_byte.unwrap_or(elapsed);
+                if status.is_some() {
+                    color.metrics.observe_first_byte(first_byte.as_secs_f64());
+                }
+                // Read only complete answers, after the client has the whole of it.
+                let answer = match (ctx.tap.take(), &snap.policy.quality) {
+                    (Some(tap), Some(q)) if e.is_none() => {
+                        Some(color.metrics.count_answer(&tap.finish(q)))
+                    }
+                    _ => None,
+                };
                 let failed = e.is_some() || status.is_none_or(|s| s >= 500);
-                color.outcomes.record(failed, elapsed);
+                let latency = match snap.policy.rollback.latency {
+                    LatencyMode::Total => elapsed,
+                    LatencyMode::FirstByte => first_byte,
+                };
+                color.outcomes.record(failed, latency, answer.as_ref());
             }
             None => crate::metrics::ColorMetrics::get(crate::metrics::NO_COLOR)
                 .observe(status, elapsed.as_secs_f64()),
@@ -388,15 +390,4 @@ pub fn routing_inputs<'a>(req: &'a RequestHeader, p: &Policy) -> split::Inputs<'
             .and_then(|name| crate::affinity::find(req, name)),
         session_key: header(affinity.and_then(|a| a.header.as_ref())),
     }
-}
-
-/// Writes a complete plain-text response.
-async fn respond_plain(session: &mut Session, code: u16, body: String) -> Result<()> {
-    let mut resp = ResponseHeader::build(code, Some(3))?;
-    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
 }

@@ -44,6 +44,8 @@ pub enum Kind {
     ErrorRate,
     /// p99 latency above the limit.
     Latency,
+    /// What it answers differs from the stable color's answers, or is invalid.
+    Quality,
     /// `POST /rollback`.
     Manual,
 }
@@ -55,6 +57,7 @@ impl Kind {
             Kind::Unhealthy => "unhealthy",
             Kind::ErrorRate => "error_rate",
             Kind::Latency => "latency",
+            Kind::Quality => "quality",
             Kind::Manual => "manual",
         }
     }

@@ -347,3 +347,84 @@ fn serve_refuses_an_invalid_policy_or_a_busy_port_in_one_sentence() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn quality_keys_are_checked_where_they_stand() {
+    let q = |body: &str| format!("{GOOD}quality:\n{body}");
+    rejects(
+        &q("  prediction: prediction\n"),
+        "14:15",
+        "quality.prediction: `prediction` is not a JSON Pointer: it starts with /",
+    );
+    rejects(
+        &q("  prediction: /a/*/b/*\n"),
+        "14:15",
+        "quality.prediction: `/a/*/b/*` has more than one * segment",
+    );
+    rejects(
+        &q("  prediction: /p\n  score: conf\n"),
+        "15:10",
+        "quality.score: `conf` is not a JSON Pointer",
+    );
+    rejects(
+        &q("  prediction: /p\n  max_label_shift: 1.5\n"),
+        "15:20",
+        "quality.max_label_shift must be between 0 and 1, not 1.5",
+    );
+    rejects(
+        &q("  prediction: /p\n  max_invalid_rate: -0.1\n"),
+        "15:21",
+        "quality.max_invalid_rate must be between 0 and 1, not -0.1",
+    );
+    rejects(
+        &q("  prediction: /p\n  min_samples: 0\n"),
+        "15:16",
+        "quality.min_samples must be a whole number >= 1, not 0",
+    );
+    rejects(
+        &q("  prediction: /p\n  max_body: lots\n"),
+        "15:13",
+        "quality.max_body: `lots` is not a size (write e.g. 4096, 256KiB, 1MiB)",
+    );
+    rejects(
+        &q("  score: /s\n"),
+        "14:8",
+        "quality: `prediction` is required",
+    );
+    rejects(
+        &q("  prediction: /p\n  labels: 3\n"),
+        "15:3",
+        "unknown key `labels` in quality",
+    );
+    rejects(
+        &format!("{GOOD}rollback:\n  latency: ttfb\n"),
+        "14:12",
+        "rollback.latency: `ttfb` is not total or first_byte",
+    );
+}
+
+#[test]
+fn every_quality_problem_is_reported_at_once_and_a_good_block_is_summarised() {
+    let yaml = format!(
+        "{GOOD}quality:\n  prediction: nope\n  max_score_shift: 7\n  min_samples: 0\n  max_body: 1.5MiB\n"
+    );
+    let (code, _, stderr) = check_text(&yaml);
+    assert_eq!(code, 1);
+    for at in ["14:15", "15:20", "16:16", "17:13"] {
+        assert!(
+            stderr.contains(&format!("FILE:{at}:")),
+            "no {at} in:\n{stderr}"
+        );
+    }
+    assert!(stderr.trim_end().ends_with("4 problems"), "{stderr}");
+    let good = format!(
+        "{GOOD}quality:\n  prediction: /predictions/*/label\n  score: /confidence\n  max_body: 1MiB\nrollback:\n  latency: first_byte\n"
+    );
+    let (code, stdout, stderr) = check_text(&good);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("quality    label /predictions/*/label, score /confidence: label shift > 0.2, score shift > 0.1, invalid > 0.05 (min 100 answers, bodies up to 1 MiB)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("p99 (to the first byte) > 2s"), "{stdout}");
+}

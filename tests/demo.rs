@@ -110,6 +110,30 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
         (get(addr(PROXY), "/predict", &[]).unwrap().color() == "green").then_some(())
     });
 
+    // The banner's quality recipe: green answers 200s with the wrong labels; no request fails,
+    // and blueshift takes it out for what it answers.
+    assert_eq!(post(addr(GREEN), "/demo/wrong", &[]).unwrap().status, 200);
+    let mut i = 0;
+    let s = eventually("green to be rolled back for its answers", || {
+        i += 1;
+        let r = get(addr(PROXY), &format!("/predict?id={i}"), &[]).unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        let s = status();
+        (s["state"] == "rolled_back").then_some(s)
+    });
+    let reason = s["rollback"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("label shift"), "{s}");
+    assert!(
+        s["colors"]["green"]["quality"]["samples"].as_u64() >= Some(30),
+        "{s}"
+    );
+    assert_eq!(post(addr(GREEN), "/demo/healthy", &[]).unwrap().status, 200);
+    let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
+        .arg("resume")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
     // Ctrl-C stops everything and frees the ports.
     let ok = Command::new("kill")
         .args(["-INT", &demo.0.id().to_string()])
@@ -130,4 +154,5 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
         .read_to_string(&mut banner)
         .unwrap();
     assert!(banner.contains("/demo/failing"), "{banner}");
+    assert!(banner.contains("/demo/wrong"), "{banner}");
 }

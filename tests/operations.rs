@@ -212,8 +212,8 @@ fn exported(p: &Proxy) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every `blueshift_*` name in `text`, with histogram suffixes folded onto their family.
-fn named(text: &str) -> BTreeSet<String> {
+/// Every `blueshift_*` name in `text`, with histogram suffixes folded onto the exported family.
+fn named(text: &str, real: &BTreeSet<String>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (i, _) in text.match_indices("blueshift_") {
         let name: String = text[i..]
@@ -222,7 +222,7 @@ fn named(text: &str) -> BTreeSet<String> {
             .collect();
         let family = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|s| name.strip_suffix(s).filter(|f| f.ends_with("_seconds")));
+            .find_map(|s| name.strip_suffix(s).filter(|f| real.contains(*f)));
         out.insert(family.unwrap_or(&name).to_owned());
     }
     out
@@ -232,15 +232,17 @@ fn named(text: &str) -> BTreeSet<String> {
 fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
     let mut m = Models::new();
     let (b, g) = (m.start("v1"), m.start("v2"));
-    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), ""));
-    for _ in 0..10 {
-        p.get("/predict", &[]);
+    let gates = "quality:\n  prediction: /prediction\n  score: /confidence\n";
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), gates));
+    for i in 0..10 {
+        p.get(&format!("/predict?id={i}"), &[]);
     }
+    p.wait_metrics(&["blueshift_prediction_score_count{color=\"blue\"}"]);
     let o = promtool(&["check", "metrics"], Some(&p.metrics()));
     assert!(o.status.success(), "promtool: {}{}", text(&o).0, text(&o).1);
 
     let real = exported(&p);
-    assert_eq!(real.len(), 8, "{real:?}");
+    assert_eq!(real.len(), 12, "{real:?}");
     let dashboard = std::fs::read_to_string(format!("{ROOT}/conf/grafana/blueshift.json")).unwrap();
     let d: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     let exprs: Vec<String> = d["panels"]
@@ -256,7 +258,7 @@ fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
         })
         .collect();
     assert!(exprs.len() >= 8);
-    let used = named(&exprs.join("\n"));
+    let used = named(&exprs.join("\n"), &real);
     assert!(
         used.is_subset(&real),
         "dashboard names metrics that do not exist: {:?}",
@@ -267,7 +269,7 @@ fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
     let rules = format!("{ROOT}/conf/prometheus/alerts.yml");
     let o = promtool(&["check", "rules", &rules], None);
     assert!(o.status.success(), "promtool: {}{}", text(&o).0, text(&o).1);
-    let used = named(&std::fs::read_to_string(&rules).unwrap());
+    let used = named(&std::fs::read_to_string(&rules).unwrap(), &real);
     assert!(
         used.is_subset(&real),
         "alerts name metrics that do not exist: {:?}",

@@ -27,6 +27,7 @@ pub struct PolicyFile {
     pub rollback: Option<RollbackFile>,
     pub rollout: Option<Spanned<RolloutFile>>,
     pub timeouts: Option<TimeoutsFile>,
+    pub quality: Option<Spanned<QualityFile>>,
     pub state_file: Option<Text>,
     pub access_log: Option<Spanned<bool>>,
 }
@@ -101,6 +102,20 @@ pub struct RollbackFile {
     pub max_p99_latency: Option<Text>,
     pub window: Option<Text>,
     pub min_requests: Option<Spanned<i64>>,
+    pub latency: Option<Text>,
+}
+
+/// `quality:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityFile {
+    pub prediction: Option<Text>,
+    pub score: Option<Text>,
+    pub max_label_shift: Option<Spanned<f64>>,
+    pub max_score_shift: Option<Spanned<f64>>,
+    pub max_invalid_rate: Option<Spanned<f64>>,
+    pub min_samples: Option<Spanned<i64>>,
+    pub max_body: Option<Text>,
 }
 
 /// `rollout:` section.

@@ -4,7 +4,9 @@
 //! the file has, each with the `line:column` it was found at. Nothing downstream of this module
 //! sees a raw string from the file.
 
+mod checker;
 pub mod file;
+mod gates;
 mod load;
 mod validate;
 
@@ -14,6 +16,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderName;
+
+pub use crate::quality::Pointer;
 
 pub use load::{parse, read_file};
 
@@ -42,6 +46,8 @@ pub struct Policy {
     pub rollout: Option<Rollout>,
     /// Upstream timeouts.
     pub timeouts: Timeouts,
+    /// Quality gates on what the models answer, if configured.
+    pub quality: Option<Quality>,
     /// Where rollback/rollout state survives restarts.
     pub state_file: Option<PathBuf>,
     /// Log one line per proxied request.
@@ -103,6 +109,36 @@ pub struct RollbackLimits {
     pub window: Duration,
     /// Below this many requests in the window, rates do not judge.
     pub min_requests: u64,
+    /// What `max_p99_latency` measures.
+    pub latency: LatencyMode,
+}
+
+/// What the latency limit of the rollback judge measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyMode {
+    /// From the request's arrival to the end of its answer.
+    Total,
+    /// From the request's arrival to the first byte of the answer's body: for token streams.
+    FirstByte,
+}
+
+/// Quality gates: what the models answer, judged against the stable color's answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quality {
+    /// Where the predicted label is in a JSON answer.
+    pub prediction: Pointer,
+    /// Where a numeric score is, if judged.
+    pub score: Option<Pointer>,
+    /// Limit on the total variation distance between label shares and stable's, in 0..=1.
+    pub max_label_shift: f64,
+    /// Limit on |mean score - stable's mean score|.
+    pub max_score_shift: f64,
+    /// Limit on the share of 2xx answers that are invalid, in 0..=1.
+    pub max_invalid_rate: f64,
+    /// Inspected answers per color in the window before quality judges.
+    pub min_samples: u64,
+    /// Larger answers pass uninspected.
+    pub max_body: usize,
 }
 
 /// A progressive rollout of one candidate color.

@@ -1,128 +1,18 @@
 //! The semantic checks: from [`PolicyFile`] to [`Policy`], recording every problem found.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http::HeaderName;
 use marked_yaml::{Span, Spanned};
+
+use super::checker::{valid_color_name, valid_cookie_name, Checker};
 
 use super::file::{self, PolicyFile, Text};
 use super::{
-    Affinity, BackendSpec, Color, Health, Policy, Problem, RollbackLimits, Rollout, Step, Timeouts,
+    Affinity, BackendSpec, Color, Health, LatencyMode, Policy, Problem, RollbackLimits, Rollout,
+    Step, Timeouts,
 };
-
-/// Collects problems; each check reports and carries on.
-struct Checker<'a> {
-    problems: &'a mut Vec<Problem>,
-}
-
-fn at(span: &Span) -> Option<(usize, usize)> {
-    span.start().map(|m| (m.line(), m.column()))
-}
-
-impl Checker<'_> {
-    fn report(&mut self, span: &Span, message: String) {
-        self.problems.push(Problem {
-            at: at(span),
-            message,
-        });
-    }
-
-    fn duration(&mut self, key: &str, v: Option<&Text>, default: Duration) -> Duration {
-        let Some(v) = v else { return default };
-        match humantime::parse_duration(v.trim()) {
-            Ok(d) if d.is_zero() => {
-                self.report(v.span(), format!("{key} must be longer than zero"));
-                default
-            }
-            Ok(d) => d,
-            Err(_) => {
-                self.report(
-                    v.span(),
-                    format!(
-                        "{key}: `{}` is not a duration (write e.g. 500ms, 30s, 1h)",
-                        &**v
-                    ),
-                );
-                default
-            }
-        }
-    }
-
-    fn count(&mut self, key: &str, v: Option<&Spanned<i64>>, default: u32, min: i64) -> u32 {
-        let Some(v) = v else { return default };
-        match u32::try_from(**v) {
-            Ok(n) if i64::from(n) >= min => n,
-            _ => {
-                self.report(
-                    v.span(),
-                    format!("{key} must be a whole number >= {min}, not {}", **v),
-                );
-                default
-            }
-        }
-    }
-
-    fn socket_addr(&mut self, key: &str, v: &Spanned<String>, span: &Span) -> Option<SocketAddr> {
-        match resolve(v) {
-            Ok(a) => Some(a),
-            Err(why) => {
-                self.report(span, format!("{key}: `{}` {why}", &**v));
-                None
-            }
-        }
-    }
-
-    fn header(&mut self, key: &str, v: &Text) -> Option<HeaderName> {
-        match HeaderName::from_bytes(v.trim().as_bytes()) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                self.report(
-                    v.span(),
-                    format!("{key}: `{}` is not a valid header name", &**v),
-                );
-                None
-            }
-        }
-    }
-}
-
-/// `host:port`, where host is an IP or a name that resolves now.
-fn resolve(v: &str) -> Result<SocketAddr, &'static str> {
-    let v = v.trim();
-    if let Ok(a) = v.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let Some((host, port)) = v.rsplit_once(':') else {
-        return Err("is not host:port");
-    };
-    if host.is_empty() {
-        return Err("has no host");
-    }
-    match port.parse::<u16>() {
-        Ok(0) | Err(_) => return Err("has no valid port (1-65535)"),
-        Ok(_) => {}
-    }
-    match v.to_socket_addrs().map(|mut it| it.next()) {
-        Ok(Some(a)) => Ok(a),
-        _ => Err("does not resolve to an address"),
-    }
-}
-
-fn valid_color_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-fn valid_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
 
 /// Returns the policy if the file made one; problems are appended either way.
 pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Policy> {
@@ -274,6 +164,10 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
             Duration::from_secs(60),
         ),
     };
+    let quality = f
+        .quality
+        .as_ref()
+        .and_then(|q| super::gates::quality(&mut c, q));
     let state_file = f.state_file.as_ref().and_then(|s| {
         if s.trim().is_empty() {
             c.report(s.span(), "state_file: give a path".into());
@@ -295,6 +189,7 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
         rollback,
         rollout,
         timeouts,
+        quality,
         state_file,
         access_log: f.access_log.map(|b| *b).unwrap_or(false),
     })
@@ -427,26 +322,31 @@ fn health(c: &mut Checker, h: Option<&file::HealthFile>) -> Health {
 }
 
 fn rollback(c: &mut Checker, r: Option<&file::RollbackFile>) -> RollbackLimits {
-    let max_error_rate = match r.and_then(|r| r.max_error_rate.as_ref()) {
-        Some(v) if (0.0..=1.0).contains(&**v) => **v,
-        Some(v) => {
-            c.report(
-                v.span(),
-                format!(
-                    "rollback.max_error_rate must be between 0 and 1, not {}",
-                    **v
-                ),
-            );
-            0.05
-        }
-        None => 0.05,
-    };
+    let max_error_rate = c.share(
+        "rollback.max_error_rate",
+        r.and_then(|r| r.max_error_rate.as_ref()),
+        0.05,
+    );
     let min_requests = c.count(
         "rollback.min_requests",
         r.and_then(|r| r.min_requests.as_ref()),
         20,
         1,
     );
+    let latency = match r.and_then(|r| r.latency.as_ref()) {
+        None => LatencyMode::Total,
+        Some(v) => match v.trim() {
+            "total" => LatencyMode::Total,
+            "first_byte" => LatencyMode::FirstByte,
+            other => {
+                c.report(
+                    v.span(),
+                    format!("rollback.latency: `{other}` is not total or first_byte"),
+                );
+                LatencyMode::Total
+            }
+        },
+    };
     RollbackLimits {
         max_error_rate,
         max_p99_latency: c.duration(
@@ -460,6 +360,7 @@ fn rollback(c: &mut Checker, r: Option<&file::RollbackFile>) -> RollbackLimits {
             Duration::from_secs(30),
         ),
         min_requests: u64::from(min_requests),
+        latency,
     }
 }
 

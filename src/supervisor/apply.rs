@@ -103,6 +103,10 @@ impl Inner {
                 }
             }
         }
+        if old.stable_name() != new.stable_name() || old.quality != new.quality {
+            // Stable's earlier answers are no baseline for another stable color or other gates.
+            self.baseline = None;
+        }
         self.revision += 1;
         self.policy = Arc::new(new);
         let addrs = self.addrs();

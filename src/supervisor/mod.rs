@@ -19,14 +19,17 @@ use pingora_core::services::ServiceReadyNotifier;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 mod apply;
+mod judge;
+mod publish;
 
 use crate::health::{Checks, Counter, Probe, Status};
 use crate::metrics;
 use crate::outcomes::Outcomes;
 use crate::persist;
 use crate::policy::Policy;
+use crate::quality::judge::Baseline;
 use crate::rollout::{self, Event, Machine};
-use crate::state::{self, Control, ReloadView, RollbackView, RolloutView, Shared, Snapshot};
+use crate::state::{self, Control, ReloadView, Shared, Snapshot};
 
 /// How often the supervisor judges colors and advances rollout steps.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -92,6 +95,8 @@ struct Inner {
     restart_required: Vec<String>,
     checks: Checks,
     probe_tx: mpsc::Sender<Probe>,
+    /// What the stable color answered, for the quality judge.
+    baseline: Option<Baseline>,
 }
 
 impl Supervisor {
@@ -133,6 +138,7 @@ impl Supervisor {
             restart_required: Vec::new(),
             checks: Checks::default(),
             probe_tx,
+            baseline: None,
         };
         inner.publish();
         Supervisor {
@@ -186,84 +192,6 @@ impl Inner {
             .entry(color.to_owned())
             .or_insert_with(|| Arc::new(Outcomes::new(Instant::now())))
             .clone()
-    }
-
-    /// Builds and stores a snapshot of the current state, and sets the gauges that mirror it.
-    fn publish(&mut self) {
-        let p = self.policy.clone();
-        let weights = self.machine.weights(&p);
-        let rolled_back: Vec<bool> = p
-            .colors
-            .iter()
-            .map(|c| self.machine.rolled_back.contains_key(&c.name))
-            .collect();
-        let health: Vec<Vec<Status>> = p
-            .colors
-            .iter()
-            .map(|c| {
-                c.backends
-                    .iter()
-                    .map(|b| {
-                        self.health
-                            .get(&b.addr)
-                            .map_or(Status::Unknown, |h| h.status)
-                    })
-                    .collect()
-            })
-            .collect();
-        let outcomes: Vec<Arc<Outcomes>> =
-            p.colors.iter().map(|c| self.outcomes_of(&c.name)).collect();
-        let now = Instant::now();
-        let rollout = p.rollout.as_ref().map(|r| RolloutView {
-            candidate: p.colors[r.candidate].name.clone(),
-            step: match self.machine.phase {
-                rollout::Phase::Progressing { step, .. } | rollout::Phase::Paused { step, .. } => {
-                    step + 1
-                }
-                _ => r.steps.len(),
-            },
-            steps: r.steps.len(),
-            next_at: self
-                .machine
-                .next_at(&p)
-                .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
-        });
-        let rollback = self
-            .machine
-            .rolled_back
-            .iter()
-            .max_by_key(|(_, r)| r.at)
-            .map(|(color, r)| RollbackView {
-                color: color.clone(),
-                reason: r.reason.clone(),
-                at: r.at,
-            });
-        let snap = Snapshot::build(state::Inputs {
-            revision: self.revision,
-            policy: p.clone(),
-            base_weights: &weights,
-            rolled_back: &rolled_back,
-            health: &health,
-            outcomes: &outcomes,
-            control: Control {
-                state: self.machine.state(),
-                rollout,
-                rollback,
-                last_reload: self.last_reload.clone(),
-                restart_required: self.restart_required.clone(),
-            },
-        });
-        for (i, c) in p.colors.iter().enumerate() {
-            metrics::set_weight(&c.name, snap.colors[i].percent);
-            snap.colors[i].metrics.touch();
-            metrics::touch_rollbacks(&c.name);
-            for (b, h) in c.backends.iter().zip(&health[i]) {
-                metrics::set_backend_healthy(&c.name, &b.addr.to_string(), *h == Status::Healthy);
-            }
-        }
-        metrics::set_revision(self.revision);
-        metrics::set_state(snap.control.state.as_str());
-        self.shared.store(Arc::new(snap));
     }
 
     /// Applies an event to the machine; on a change, persists, logs and publishes.
@@ -335,50 +263,6 @@ impl Inner {
         }
     }
 
-    /// Rolls back every non-stable color with weight that has no healthy backend or breaches a limit.
-    fn judge(&mut self) {
-        let now = Instant::now();
-        let p = self.policy.clone();
-        let weights = self.machine.weights(&p);
-        for (i, c) in p.colors.iter().enumerate() {
-            if i == p.stable || weights[i] == 0 || self.machine.rolled_back.contains_key(&c.name) {
-                continue;
-            }
-            let statuses: Vec<Status> = c
-                .backends
-                .iter()
-                .map(|b| {
-                    self.health
-                        .get(&b.addr)
-                        .map_or(Status::Unknown, |h| h.status)
-                })
-                .collect();
-            let breach = if statuses.iter().all(|s| *s == Status::Unhealthy) {
-                let n = health_count(p.health.unhealthy_after);
-                Some((
-                    rollout::Kind::Unhealthy,
-                    format!("no healthy backend: all {} failed {n}", c.backends.len()),
-                ))
-            } else {
-                rollout::judge(
-                    &p.rollback,
-                    &self.outcomes_of(&c.name).summary(
-                        now,
-                        p.rollback.window,
-                        p.rollback.max_p99_latency,
-                    ),
-                )
-            };
-            if let Some((kind, reason)) = breach {
-                let _ = self.transition(Event::Breach {
-                    color: c.name.clone(),
-                    kind,
-                    reason,
-                });
-            }
-        }
-    }
-
     fn on_tick(&mut self) {
         let now = Instant::now();
         // Keep a little more than the window: the oldest bucket may straddle its edge.
@@ -410,14 +294,6 @@ impl Inner {
                 let _ = reply.send(r);
             }
         }
-    }
-}
-
-fn health_count(n: u32) -> String {
-    if n == 1 {
-        "their health check".into()
-    } else {
-        format!("{n} health checks in a row")
     }
 }
 

@@ -397,20 +397,65 @@ fn exchange(mut s: TcpStream, req: &[u8]) -> std::io::Result<(Resp, Option<TcpSt
                 .find(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| String::from_utf8_lossy(h.value).into_owned())
         };
-        let len: usize = header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| std::io::Error::other("response without content-length"))?;
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        while buf.len() < head + len {
-            let n = s.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::Error::other("response body cut short"));
+        let chunked =
+            header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let body = match chunked {
+            true => read_chunked(&mut s, buf[head..].to_vec())?,
+            false => {
+                let len: usize = header("content-length")
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| std::io::Error::other("response without content-length"))?;
+                while buf.len() < head + len {
+                    let n = s.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(std::io::Error::other("response body cut short"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                buf[head..head + len].to_vec()
             }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let resp = parse(&buf[..head + len])
-            .ok_or_else(|| std::io::Error::other("unparseable response"))?;
+        };
+        let mut resp =
+            parse(&buf[..head]).ok_or_else(|| std::io::Error::other("unparseable response"))?;
+        resp.body = String::from_utf8_lossy(&body).into_owned();
         return Ok((resp, (!close).then_some(s)));
+    }
+}
+
+/// Reads a chunked body whose first bytes are `have`, up to its last chunk (trailers ignored).
+fn read_chunked(s: &mut TcpStream, mut have: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut more = |have: &mut Vec<u8>| -> std::io::Result<()> {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("chunked body cut short"));
+        }
+        have.extend_from_slice(&chunk[..n]);
+        Ok(())
+    };
+    loop {
+        let Some(eol) = have.windows(2).position(|w| w == b"\r\n") else {
+            more(&mut have)?;
+            continue;
+        };
+        let size = std::str::from_utf8(&have[..eol])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
+            .ok_or_else(|| std::io::Error::other("bad chunk size"))?;
+        if size == 0 {
+            // The last chunk, then (trailers and) an empty line.
+            while !have[eol..].windows(4).any(|w| w == b"\r\n\r\n") {
+                more(&mut have)?;
+            }
+            return Ok(body);
+        }
+        while have.len() < eol + 2 + size + 2 {
+            more(&mut have)?;
+        }
+        body.extend_from_slice(&have[eol + 2..eol + 2 + size]);
+        have.drain(..eol + 2 + size + 2);
     }
 }
 

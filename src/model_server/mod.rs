@@ -1,11 +1,14 @@
 //! A small stand-in model server for the demo, the tests and the benchmarks.
 //!
 //! `GET /health` answers like the FastAPI servers of the articles blueshift grew from;
-//! `GET|POST /predict` answers `{"prediction", "confidence", "model_version"}`; `/headers` echoes
-//! the request head it received. Its behaviour
-//! can be switched at run time (healthy, failing with 500s, slow, refusing health checks) so
-//! tests can make a model go bad the ways real ones do; the demo also lets a shell do it with
-//! `POST /demo/{healthy,failing,slow,hang,unhealthy,hangup}`.
+//! `GET|POST /predict` answers `{"prediction", "confidence", "model_version"}` (about 70%
+//! positive, a pure function of the input, so two healthy versions agree); `GET /stream` answers
+//! a token stream (server-sent events, as LLM servers do); `/headers` echoes the request head it
+//! received. Its behaviour can be switched at run time (healthy, failing with 500s, slow,
+//! refusing health checks, answering wrong labels or not JSON) so tests can make a model go bad
+//! the ways real ones do; the demo also lets a shell do it with `POST /demo/<behaviour>`.
+
+mod answers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -27,6 +30,10 @@ pub enum Mode {
     Unhealthy,
     /// `/predict` reads the request and closes the connection without answering.
     Hangup,
+    /// Answers 200 with the wrong labels (and streams that end the wrong way).
+    Wrong,
+    /// Answers 200 with an HTML error page instead of JSON.
+    NotJson,
 }
 
 /// Shared switches of one running server.
@@ -34,6 +41,8 @@ pub enum Mode {
 pub struct Controls {
     mode: AtomicU8,
     delay_ms: AtomicU64,
+    /// Added to every confidence, in thousandths.
+    score_offset: std::sync::atomic::AtomicI64,
     predictions: AtomicU64,
     connections: AtomicU64,
     remote_control: AtomicBool,
@@ -48,6 +57,16 @@ impl Controls {
     /// Delays every `/predict` answer by `d`.
     pub fn set_delay(&self, d: Duration) {
         self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Shifts every confidence by `by` (a retrained model that is more or less sure of itself).
+    pub fn set_score_offset(&self, by: f64) {
+        self.score_offset
+            .store((by * 1000.0).round() as i64, Ordering::Relaxed);
+    }
+
+    fn score_offset(&self) -> f64 {
+        self.score_offset.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     /// Lets `POST /demo/<behaviour>` switch the server (the demo's servers only).
@@ -70,6 +89,8 @@ impl Controls {
             1 => Mode::Failing,
             2 => Mode::Unhealthy,
             3 => Mode::Hangup,
+            4 => Mode::Wrong,
+            5 => Mode::NotJson,
             _ => Mode::Healthy,
         }
     }
@@ -95,6 +116,7 @@ impl ModelServer {
         let controls = Arc::new(Controls {
             mode: AtomicU8::new(Mode::Healthy as u8),
             delay_ms: AtomicU64::new(0),
+            score_offset: Default::default(),
             predictions: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             remote_control: AtomicBool::new(false),
@@ -204,127 +226,92 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
             c.predictions.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let (status, extra, payload) = match path.as_str() {
+        let reply = match path.as_str() {
             // What the model was sent, as httpbin's /headers: the proxy's additions show here.
-            "/headers" => ("200 OK", "", String::from_utf8_lossy(&head).into_owned()),
-            _ => answer(&path, is_get, &body, version, c).await,
+            "/headers" => Reply::json("200 OK", String::from_utf8_lossy(&head).into_owned()),
+            _ => answers::answer(&path, is_get, &body, version, c).await,
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-model-version: {version}\r\n{extra}{}\r\n",
-            payload.len(),
-            if keep_alive { "" } else { "connection: close\r\n" },
-        );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(payload.as_bytes()).await?;
+        reply.write(&mut stream, version, keep_alive).await?;
         if !keep_alive {
             return Ok(());
         }
     }
 }
 
-async fn answer(
-    path: &str,
-    is_get: bool,
-    body: &[u8],
-    version: &str,
-    c: &Controls,
-) -> (&'static str, &'static str, String) {
-    let path = path.split('?').next().unwrap_or("/");
-    if let Some(behaviour) = path.strip_prefix("/demo/") {
-        if c.remote_control.load(Ordering::Relaxed) && !is_get {
-            return remote_control(c, behaviour, version);
+/// An answer to write.
+pub(crate) enum Reply {
+    /// A whole body with a content-length.
+    Full {
+        status: &'static str,
+        content_type: &'static str,
+        extra: &'static str,
+        body: Vec<u8>,
+    },
+    /// A chunked body, written in pieces of `piece` bytes a millisecond apart.
+    Pieces { body: Vec<u8>, piece: usize },
+    /// A `text/event-stream` of these events, `gap` apart.
+    Events { events: Vec<String>, gap: Duration },
+}
+
+impl Reply {
+    pub(crate) fn json(status: &'static str, body: String) -> Reply {
+        Reply::Full {
+            status,
+            content_type: "application/json",
+            extra: "",
+            body: body.into_bytes(),
         }
     }
-    if path == "/health" {
-        return match c.mode() {
-            Mode::Unhealthy => (
-                "503 Service Unavailable",
-                "",
-                format!("{{\"status\":\"unhealthy\",\"model_version\":\"{version}\"}}\n"),
-            ),
-            _ => (
-                "200 OK",
-                "",
-                format!("{{\"status\":\"healthy\",\"model_version\":\"{version}\"}}\n"),
-            ),
+
+    async fn write(
+        self,
+        s: &mut TcpStream,
+        version: &str,
+        keep_alive: bool,
+    ) -> std::io::Result<()> {
+        let close = if keep_alive {
+            ""
+        } else {
+            "connection: close\r\n"
         };
-    }
-    c.predictions.fetch_add(1, Ordering::Relaxed);
-    let delay = c.delay_ms.load(Ordering::Relaxed);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    if c.mode() == Mode::Failing {
-        return (
-            "500 Internal Server Error",
-            "",
-            format!("{{\"error\":\"model {version} failed\"}}\n"),
-        );
-    }
-    // The upstream's own session cookie, which the proxy must pass through untouched.
-    let cookie = if path == "/login" {
-        "set-cookie: model_session=abc123; Path=/\r\n"
-    } else {
-        ""
-    };
-    let (prediction, confidence) = predict(body, version);
-    (
-        "200 OK",
-        cookie,
-        format!("{{\"prediction\":\"{prediction}\",\"confidence\":{confidence:.2},\"model_version\":\"{version}\"}}\n"),
-    )
-}
-
-/// Demo's `POST /demo/<behaviour>`: how a model goes bad, from a shell.
-fn remote_control(
-    c: &Controls,
-    behaviour: &str,
-    version: &str,
-) -> (&'static str, &'static str, String) {
-    let (mode, delay) = match behaviour {
-        "healthy" => (Mode::Healthy, 0),
-        "failing" => (Mode::Failing, 0),
-        "slow" => (Mode::Healthy, SLOW_MS),
-        "hang" => (Mode::Healthy, HANG_MS),
-        "unhealthy" => (Mode::Unhealthy, 0),
-        "hangup" => (Mode::Hangup, 0),
-        other => {
-            return (
-                "404 Not Found",
-                "",
-                format!(
-                    "{}\n",
-                    serde_json::json!({
-                        "error": format!("no behaviour `{other}`: use healthy, failing, slow, hang, unhealthy or hangup")
-                    })
-                ),
-            )
+        match self {
+            Reply::Full {
+                status,
+                content_type,
+                extra,
+                body,
+            } => {
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-model-version: {version}\r\n{extra}{close}\r\n",
+                    body.len(),
+                );
+                s.write_all(head.as_bytes()).await?;
+                s.write_all(&body).await
+            }
+            Reply::Pieces { body, piece } => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
+                s.write_all(head.as_bytes()).await?;
+                for p in body.chunks(piece.max(1)) {
+                    s.write_all(format!("{:x}\r\n", p.len()).as_bytes()).await?;
+                    s.write_all(p).await?;
+                    s.write_all(b"\r\n").await?;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                s.write_all(b"0\r\n\r\n").await
+            }
+            Reply::Events { events, gap } => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
+                s.write_all(head.as_bytes()).await?;
+                for (i, e) in events.iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    let event = format!("data: {e}\n\n");
+                    s.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
+                        .await?;
+                }
+                s.write_all(b"0\r\n\r\n").await
+            }
         }
-    };
-    c.set_mode(mode);
-    c.delay_ms.store(delay, Ordering::Relaxed);
-    (
-        "200 OK",
-        "",
-        format!("{{\"model_version\":\"{version}\",\"behaviour\":\"{behaviour}\"}}\n"),
-    )
-}
-
-/// How slow `POST /demo/slow` makes every prediction: over the demo's 2 s p99 limit.
-const SLOW_MS: u64 = 2500;
-
-/// `POST /demo/hang`: predictions never answer (the proxy's read timeout ends them); health
-/// checks still pass, as when a model's inference queue is stuck.
-const HANG_MS: u64 = 3_600_000;
-
-/// A toy sentiment model: v2 is a little more confident than v1, as a retrained model would be.
-fn predict(body: &[u8], version: &str) -> (&'static str, f64) {
-    let text = String::from_utf8_lossy(body).to_lowercase();
-    let negative = ["bad", "awful", "terrible", "hate", "slow"]
-        .iter()
-        .filter(|w| text.contains(*w))
-        .count();
-    let label = if negative > 0 { "negative" } else { "positive" };
-    let base = if version == "v1" { 0.87 } else { 0.93 };
-    (label, base - 0.02 * negative.min(5) as f64)
+    }
 }

@@ -1,0 +1,82 @@
+//! The judging pass, five times a second: every non-stable color with weight is checked for
+//! health, its outcome window (errors, latency) and, with quality gates, its answers.
+
+use std::time::Instant;
+
+use super::Inner;
+use crate::health::Status;
+use crate::metrics::ColorMetrics;
+use crate::quality::judge::{self as quality, Baseline};
+use crate::rollout::{self, Event, Kind};
+
+impl Inner {
+    /// Rolls back every non-stable color with weight that has no healthy backend or breaches a limit.
+    pub(super) fn judge(&mut self) {
+        let now = Instant::now();
+        let p = self.policy.clone();
+        let weights = self.machine.weights(&p);
+        if let Some(q) = &p.quality {
+            let stable = p.stable_name();
+            let answers = self
+                .outcomes_of(stable)
+                .answers(now, p.rollback.window)
+                .summary(&ColorMetrics::get(stable).label_names());
+            self.baseline = Baseline::update(self.baseline.take(), answers, q.min_samples);
+        }
+        for (i, c) in p.colors.iter().enumerate() {
+            if i == p.stable || weights[i] == 0 || self.machine.rolled_back.contains_key(&c.name) {
+                continue;
+            }
+            let statuses: Vec<Status> = c
+                .backends
+                .iter()
+                .map(|b| {
+                    self.health
+                        .get(&b.addr)
+                        .map_or(Status::Unknown, |h| h.status)
+                })
+                .collect();
+            let outcomes = self.outcomes_of(&c.name);
+            let breach = if statuses.iter().all(|s| *s == Status::Unhealthy) {
+                let n = health_count(p.health.unhealthy_after);
+                Some((
+                    Kind::Unhealthy,
+                    format!("no healthy backend: all {} failed {n}", c.backends.len()),
+                ))
+            } else {
+                let summary = outcomes.summary(now, p.rollback.window, p.rollback.max_p99_latency);
+                rollout::judge(&p.rollback, &summary)
+            };
+            let breach = breach.or_else(|| {
+                let q = p.quality.as_ref()?;
+                let answers = outcomes
+                    .answers(now, p.rollback.window)
+                    .summary(&ColorMetrics::get(&c.name).label_names());
+                let why = quality::judge(
+                    q,
+                    p.rollback.window,
+                    &c.name,
+                    &answers,
+                    p.stable_name(),
+                    self.baseline.as_ref(),
+                )?;
+                Some((Kind::Quality, why))
+            });
+            if let Some((kind, reason)) = breach {
+                let _ = self.transition(Event::Breach {
+                    color: c.name.clone(),
+                    kind,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+fn health_count(n: u32) -> String {
+    if n == 1 {
+        "their health check".into()
+    } else {
+        format!("{n} health checks in a row")
+    }
+}

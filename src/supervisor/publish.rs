@@ -1,0 +1,94 @@
+//! Publishing: the supervisor's state turned into one [`Snapshot`], stored for every reader.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::Inner;
+use crate::health::Status;
+use crate::metrics;
+use crate::outcomes::Outcomes;
+use crate::rollout;
+use crate::state::{self, Control, RollbackView, RolloutView, Snapshot};
+
+impl Inner {
+    /// Builds and stores a snapshot of the current state, and sets the gauges that mirror it.
+    pub(super) fn publish(&mut self) {
+        let p = self.policy.clone();
+        let weights = self.machine.weights(&p);
+        let rolled_back: Vec<bool> = p
+            .colors
+            .iter()
+            .map(|c| self.machine.rolled_back.contains_key(&c.name))
+            .collect();
+        let health: Vec<Vec<Status>> = p
+            .colors
+            .iter()
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .map(|b| {
+                        self.health
+                            .get(&b.addr)
+                            .map_or(Status::Unknown, |h| h.status)
+                    })
+                    .collect()
+            })
+            .collect();
+        let outcomes: Vec<Arc<Outcomes>> =
+            p.colors.iter().map(|c| self.outcomes_of(&c.name)).collect();
+        let now = Instant::now();
+        let rollout = p.rollout.as_ref().map(|r| RolloutView {
+            candidate: p.colors[r.candidate].name.clone(),
+            step: match self.machine.phase {
+                rollout::Phase::Progressing { step, .. } | rollout::Phase::Paused { step, .. } => {
+                    step + 1
+                }
+                _ => r.steps.len(),
+            },
+            steps: r.steps.len(),
+            next_at: self
+                .machine
+                .next_at(&p)
+                .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
+        });
+        let rollback = self
+            .machine
+            .rolled_back
+            .iter()
+            .max_by_key(|(_, r)| r.at)
+            .map(|(color, r)| RollbackView {
+                color: color.clone(),
+                reason: r.reason.clone(),
+                at: r.at,
+            });
+        let snap = Snapshot::build(state::Inputs {
+            revision: self.revision,
+            policy: p.clone(),
+            base_weights: &weights,
+            rolled_back: &rolled_back,
+            health: &health,
+            outcomes: &outcomes,
+            control: Control {
+                state: self.machine.state(),
+                rollout,
+                rollback,
+                last_reload: self.last_reload.clone(),
+                restart_required: self.restart_required.clone(),
+            },
+        });
+        for (i, c) in p.colors.iter().enumerate() {
+            metrics::set_weight(&c.name, snap.colors[i].percent);
+            snap.colors[i].metrics.touch();
+            if p.quality.is_some() {
+                snap.colors[i].metrics.touch_answers();
+            }
+            metrics::touch_rollbacks(&c.name);
+            for (b, h) in c.backends.iter().zip(&health[i]) {
+                metrics::set_backend_healthy(&c.name, &b.addr.to_string(), *h == Status::Healthy);
+            }
+        }
+        metrics::set_revision(self.revision);
+        metrics::set_state(snap.control.state.as_str());
+        self.shared.store(Arc::new(snap));
+    }
+}

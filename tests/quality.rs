@@ -1,0 +1,328 @@
+//! Quality gates end to end: real model servers answering well or badly, the real binary
+//! reading their answers, and the rollbacks (or none) that follow.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use blueshift::model_server::Mode;
+use common::*;
+
+/// Judges after 50 answers; the error-rate and latency limits stay out of the way.
+const GATES: &str =
+    "quality:\n  prediction: /prediction\n  score: /confidence\n  min_samples: 50\n";
+
+fn policy(m: &Models, split: (u32, u32), extra: &str) -> String {
+    two_colors(&[m.addr(0)], &[m.addr(1)], split, extra)
+}
+
+fn rolled_back(s: &serde_json::Value) -> bool {
+    s["state"] == "rolled_back"
+}
+
+/// Sends `/predict?id=N` requests with distinct inputs until `stop` says so; every answer must be
+/// a 200 (clients never see the judging). Returns how many were sent.
+fn send_until(p: &Proxy, path: &str, mut stop: impl FnMut(&Proxy) -> bool) -> usize {
+    let start = Instant::now();
+    for i in 0.. {
+        let r = p.get(
+            &format!("{path}{}id={i}", if path.contains('?') { "&" } else { "?" }),
+            &[],
+        );
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        if i % 10 == 9 && stop(p) {
+            return i + 1;
+        }
+        assert!(start.elapsed() < DEADLINE, "gave up after {i} requests");
+    }
+    unreachable!()
+}
+
+fn reason(s: &serde_json::Value) -> String {
+    s["rollback"]["reason"].as_str().unwrap_or("").to_owned()
+}
+
+fn counted_quality_rollback(p: &Proxy) {
+    p.wait_metrics(&["blueshift_rollbacks_total{color=\"green\",reason=\"quality\"} 1"]);
+}
+
+#[test]
+fn two_healthy_colors_with_the_same_mix_are_never_rolled_back() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&policy(&m, (50, 50), GATES));
+    let mut sent = 0;
+    send_until(&p, "/predict", |p| {
+        sent += 10;
+        assert!(
+            !rolled_back(&p.status()),
+            "rolled back after {sent}: {}",
+            p.status()
+        );
+        sent >= 600
+    });
+    // The judge runs five times a second: give it a few ticks over the full window.
+    std::thread::sleep(Duration::from_millis(600));
+    let s = p.status();
+    assert_eq!(s["state"], "steady", "{s}");
+    for color in ["blue", "green"] {
+        let q = &s["colors"][color]["quality"];
+        assert!(q["samples"].as_u64().unwrap() >= 200, "{color}: {q}");
+        assert_eq!(q["invalid_rate"], 0.0);
+        let positive = q["labels"]["positive"].as_f64().unwrap();
+        assert!((0.6..0.8).contains(&positive), "{color}: {q}");
+        assert!(q["mean_score"].as_f64().unwrap() > 0.8, "{color}: {q}");
+    }
+    let metrics = p.metrics();
+    assert!(metrics.contains("blueshift_predictions_total{color=\"green\",label=\"positive\"}"));
+    assert!(metrics.contains("blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"}"));
+    assert!(metrics.contains("blueshift_prediction_score_count{color=\"green\"}"));
+    assert!(metrics.contains("blueshift_time_to_first_byte_seconds_count{color=\"blue\"}"));
+}
+
+#[test]
+fn a_candidate_answering_wrong_labels_is_rolled_back_for_quality_with_no_client_error() {
+    let mut m = Models::new();
+    m.start("v1");
+    let g = m.start("v2");
+    m.servers[g].controls.set_mode(Mode::Wrong);
+    let p = Proxy::start(&policy(&m, (50, 50), GATES));
+    let sent = send_until(&p, "/predict", |p| rolled_back(&p.status()));
+    let s = p.status();
+    assert_eq!(s["rollback"]["color"], "green");
+    let why = reason(&s);
+    assert!(why.starts_with("label shift 0."), "{why}");
+    assert!(why.contains("> 0.2 over 30s ("), "{why}");
+    assert!(
+        why.contains(": blue positive 7") || why.contains(": blue positive 6"),
+        "{why}"
+    );
+    assert!(
+        why.contains(", green positive 3") || why.contains(", green positive 2"),
+        "{why}"
+    );
+    assert!(sent < 400, "judged only after {sent} requests");
+    counted_quality_rollback(&p);
+    assert_eq!(s["weights"]["green"], 0);
+    for _ in 0..20 {
+        assert_eq!(p.get("/predict?id=1", &[]).color(), "blue");
+    }
+    // The operator's view: a quality line per color, and the reason in words.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blueshift"))
+        .args(["status", "--admin", &p.admin.to_string()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("QUALITY        ANSWERS  LABELS"), "{out}");
+    let line = |color: &str| {
+        out.lines()
+            .find(|l| l.starts_with(color) && l.contains("positive"))
+            .unwrap_or_else(|| panic!("no quality line for {color}:\n{out}"))
+            .to_owned()
+    };
+    // Most frequent label first.
+    let first = |color: &str| line(color).split_whitespace().nth(2).unwrap().to_owned();
+    assert_eq!(
+        (first("blue"), first("green")),
+        ("positive".into(), "negative".into()),
+        "{out}"
+    );
+    assert!(out.contains("rollback  green: label shift 0."), "{out}");
+}
+
+#[test]
+fn a_candidate_whose_200s_are_not_json_is_rolled_back_on_the_invalid_share() {
+    let mut m = Models::new();
+    m.start("v1");
+    let g = m.start("v2");
+    m.servers[g].controls.set_mode(Mode::NotJson);
+    let p = Proxy::start(&policy(&m, (50, 50), GATES));
+    send_until(&p, "/predict", |p| rolled_back(&p.status()));
+    let why = reason(&p.status());
+    assert!(
+        why.starts_with("invalid answers 1.00 > 0.05 over 30s (")
+            && why.ends_with("not JSON or without /prediction)"),
+        "{why}"
+    );
+    assert!(p
+        .metrics()
+        .contains("blueshift_answers_inspected_total{color=\"green\",result=\"invalid\"}"));
+    counted_quality_rollback(&p);
+}
+
+#[test]
+fn a_score_shift_alone_rolls_the_candidate_back() {
+    let mut m = Models::new();
+    m.start("v1");
+    let g = m.start("v2");
+    // Same labels, but far less sure of them.
+    m.servers[g].controls.set_score_offset(-0.4);
+    let p = Proxy::start(&policy(&m, (50, 50), GATES));
+    send_until(&p, "/predict", |p| rolled_back(&p.status()));
+    let why = reason(&p.status());
+    assert!(why.starts_with("score shift 0.3"), "{why}");
+    assert!(
+        why.contains(": blue mean 0.8") && why.contains(", green mean 0.5"),
+        "{why}"
+    );
+    counted_quality_rollback(&p);
+}
+
+const STREAM_GATES: &str = "quality:\n  prediction: /choices/0/finish_reason\n  min_samples: 20\n";
+
+#[test]
+fn a_token_stream_ending_with_the_wrong_finish_reason_is_rolled_back() {
+    let mut m = Models::new();
+    m.start("v1");
+    let g = m.start("v2");
+    m.servers[g].controls.set_mode(Mode::Wrong);
+    let p = Proxy::start(&policy(&m, (50, 50), STREAM_GATES));
+    send_until(&p, "/stream?events=3&gap=1", |p| rolled_back(&p.status()));
+    let why = reason(&p.status());
+    assert!(why.starts_with("label shift 1.00 > 0.2"), "{why}");
+    assert!(
+        why.contains("green stop 0% length 0% content_filter 100%"),
+        "{why}"
+    );
+}
+
+#[test]
+fn healthy_token_streams_are_judged_and_not_rolled_back() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&policy(&m, (50, 50), STREAM_GATES));
+    send_until(&p, "/stream?events=3&gap=1", |p| {
+        let s = p.status();
+        s["colors"]["green"]["quality"]["samples"].as_u64() >= Some(60)
+    });
+    let s = p.status();
+    assert_eq!(s["state"], "steady", "{s}");
+    let stop = s["colors"]["green"]["quality"]["labels"]["stop"]
+        .as_f64()
+        .unwrap();
+    assert!(stop > 0.75, "{s}");
+}
+
+#[test]
+fn answers_over_max_body_pass_byte_exact_and_are_counted_skipped() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let extra = format!("{GATES}  max_body: 64KiB\n");
+    let p = Proxy::start(&policy(&m, (100, 0), &extra));
+    let path = "/big?bytes=300000";
+    let direct = request(m.addr(0), "GET", path, &[], b"").unwrap().body;
+    assert_eq!(direct.len(), 300_000);
+    let proxied = p.get(path, &[]);
+    assert_eq!(proxied.status, 200);
+    assert!(proxied.body == direct, "the body changed on the way");
+    // Under the limit the same kind of answer is read.
+    assert_eq!(p.get("/big?bytes=1000", &[]).body.len(), 1000);
+    p.wait_metrics(&[
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"skipped\"} 1",
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 1",
+    ]);
+    let q = &p.status()["colors"]["blue"]["quality"];
+    assert_eq!(
+        (q["skipped"].as_u64(), q["samples"].as_u64()),
+        (Some(1), Some(1)),
+        "{q}"
+    );
+}
+
+#[test]
+fn an_answer_split_across_many_small_chunks_is_read_whole() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&policy(&m, (100, 0), GATES));
+    // ~80 bytes in 3-byte chunks, a millisecond apart: each reaches the proxy on its own.
+    for i in 0..5 {
+        let r = p.get(&format!("/predict?id={i}&chunk=3"), &[]);
+        assert_eq!(r.status, 200);
+        assert!(r.body.starts_with("{\"prediction\":"), "{}", r.body);
+    }
+    p.wait_metrics(&["blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 5"]);
+    assert!(p
+        .metrics()
+        .contains("blueshift_answers_inspected_total{color=\"blue\",result=\"invalid\"} 0"));
+}
+
+/// Reads a chunked event stream from `addr`, noting when each `data:` event arrived.
+fn stream_arrivals(addr: SocketAddr, path: &str) -> (Instant, Vec<(Instant, String)>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let sent = Instant::now();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (mut seen, mut out, mut buf) = (0, Vec::new(), [0u8; 4096]);
+    let mut text = String::new();
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return (sent, out);
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let now = Instant::now();
+        let events: Vec<&str> = text.matches("data: ").collect();
+        for _ in seen..events.len() {
+            out.push((now, String::new()));
+        }
+        seen = events.len();
+        if text.contains("data: [DONE]") && text.ends_with("0\r\n\r\n") {
+            return (sent, out);
+        }
+    }
+}
+
+#[test]
+fn streams_still_arrive_event_by_event_with_quality_on() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&policy(&m, (100, 0), STREAM_GATES));
+    let (sent, arrivals) = stream_arrivals(p.addr, "/stream?events=5&gap=150");
+    assert_eq!(arrivals.len(), 7, "5 tokens, the finish and [DONE]");
+    // Each event reaches the client as the model sends it, ~150 ms apart, not all at the end.
+    assert!(
+        arrivals[0].0 - sent < Duration::from_millis(120),
+        "first token after {:?}",
+        arrivals[0].0 - sent
+    );
+    for w in arrivals.windows(2).take(5) {
+        let gap = w[1].0 - w[0].0;
+        assert!(gap >= Duration::from_millis(100), "events {gap:?} apart");
+    }
+    p.wait_metrics(&["blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 1"]);
+}
+
+#[test]
+fn with_latency_first_byte_a_long_stream_is_no_breach_but_a_slow_start_is() {
+    let mut m = Models::new();
+    m.start("v1");
+    let g = m.start("v2");
+    let extra = "rollback:\n  max_p99_latency: 300ms\n  min_requests: 5\n  latency: first_byte\n";
+    let p = Proxy::start(&policy(&m, (50, 50), extra));
+    // Streams of ~800 ms that start at once: judged by their first byte, they are fast.
+    for i in 0..12 {
+        let r = p.get(&format!("/stream?events=8&gap=100&id={i}"), &[]);
+        assert_eq!(r.status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(p.status()["state"], "steady", "{}", p.status());
+    // Green now takes 500 ms to its first token.
+    m.servers[g].controls.set_delay(Duration::from_millis(500));
+    let s = eventually("green to be rolled back for its first byte", || {
+        p.get("/stream?events=1&gap=1", &[]);
+        let s = p.status();
+        rolled_back(&s).then_some(s)
+    });
+    assert!(reason(&s).starts_with("p99 latency"), "{s}");
+}
