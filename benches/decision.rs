@@ -41,6 +41,7 @@ override_header: x-blueshift-color
         rolled_back: &[false, false],
         health: &health,
         outcomes: &outcomes,
+        mirror: None,
         policy: Arc::new(policy),
         control: Control {
             state: StateName::Steady,

@@ -188,6 +188,31 @@ fn quality(s: &Snapshot, i: usize) -> Value {
     })
 }
 
+/// `shadow`: where live requests are mirrored, and how the copies compare, over the window.
+fn shadow(s: &Snapshot) -> Value {
+    let Some(m) = s.mirror else {
+        return Value::Null;
+    };
+    let c = &s.colors[m.color];
+    let w = c
+        .outcomes
+        .shadow(std::time::Instant::now(), s.policy.rollback.window);
+    json!({
+        "color": s.table.names[m.color],
+        "percent": m.percent,
+        "mirrored": w.mirrored,
+        "compared": w.compared(),
+        "matched": w.matched,
+        "mismatched": w.mismatched,
+        "errors": w.errors,
+        "skipped": w.skipped,
+        "agreement": w.agreement().map(round),
+        "min_agreement": s.policy.mirroring.min_agreement,
+        "by": if s.policy.quality.is_some() { "label" } else { "status class" },
+        "window": humantime::format_duration(s.policy.rollback.window).to_string(),
+    })
+}
+
 /// Four decimals are plenty for a share, and keep the JSON readable.
 fn round(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
@@ -230,6 +255,10 @@ pub fn status(s: &Snapshot) -> Value {
         })
         .collect();
     let ctl = &s.control;
+    let counted = ctl.rollout.as_ref().and_then(|r| {
+        let c = r.counting?;
+        Some(c.at(s.colors[r.candidate_index].outcomes.progress()))
+    });
     json!({
         "revision": s.revision,
         "pid": std::process::id(),
@@ -241,9 +270,14 @@ pub fn status(s: &Snapshot) -> Value {
             "candidate": r.candidate,
             "step": r.step,
             "steps": r.steps,
+            "shadow": r.shadow,
             "step_weights": s.policy.rollout.as_ref().map(|ro| ro.steps.iter().map(|st| st.weight).collect::<Vec<_>>()),
+            "step_shadow": s.policy.rollout.as_ref().map(|ro| ro.steps.iter().map(|st| st.shadow).collect::<Vec<_>>()),
+            "counted": counted.map(|(n, _)| n),
+            "min_requests": counted.map(|(_, m)| m),
             "next_step_at": r.next_at.map(rfc3339),
         })),
+        "shadow": shadow(s),
         "rollback": ctl.rollback.as_ref().map(|r| json!({
             "color": r.color,
             "reason": r.reason,

@@ -121,7 +121,8 @@ Try:
   curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
 
 Edit {policy} (say green: 50) and the split changes within 2 s; uncomment its rollout: block
-and green walks 10% -> 50% -> 100% on its own, rolled back if it goes bad on the way.
+and green first answers copies of every request as a shadow (compared with blue's answers, never
+returned), then walks 10% -> 50% -> 100% on its own, rolled back if it goes bad on the way.
 
 Ctrl-C stops everything.
 "#,

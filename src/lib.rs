@@ -9,7 +9,9 @@
 //! - [`state`]: the [`state::Snapshot`] the request path reads, behind one `ArcSwap`.
 //! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99, answers).
 //! - [`quality`]: the answer tap, what an answer predicted, and the quality judge.
+//! - [`shadow`]: mirroring live requests to a shadow color and comparing its answers.
 //! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase.
+//! - [`context`]: the per-request context, and what a finished request records.
 //! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
 //! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
 //! - [`health`]: active health checks and their consecutive-result counting.
@@ -29,6 +31,7 @@ pub mod admin;
 pub mod affinity;
 pub mod cli;
 pub mod client;
+pub mod context;
 pub mod demo;
 pub mod forwarded;
 pub mod health;
@@ -43,6 +46,7 @@ pub mod reload;
 pub mod replies;
 pub mod rollout;
 pub mod server;
+pub mod shadow;
 pub mod split;
 pub mod state;
 pub mod supervisor;

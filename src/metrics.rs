@@ -8,6 +8,15 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::quality::window::{AnswerCounts, MAX_LABELS, OTHER_LABEL};
 use crate::quality::Answer;
+use crate::shadow::Outcome;
+
+/// The outcomes in the order of [`Outcome`]'s variants.
+const SHADOW_OUTCOMES: [Outcome; 4] = [
+    Outcome::Match,
+    Outcome::Mismatch,
+    Outcome::Error,
+    Outcome::Skipped,
+];
 use once_cell::sync::Lazy;
 use prometheus::{
     register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
@@ -53,6 +62,8 @@ metric!(SCORE: HistogramVec = register_histogram_vec!(
     "blueshift_prediction_score", "Scores read from answers, by color.", &["color"], SCORE_BUCKETS.to_vec()));
 metric!(INSPECTED: IntCounterVec = register_int_counter_vec!(
     "blueshift_answers_inspected_total", "Answers read by the quality gates, by color and result (valid, invalid, skipped).", &["color", "result"]));
+metric!(SHADOW: IntCounterVec = register_int_counter_vec!(
+    "blueshift_shadow_requests_total", "Mirrored requests by shadow color and outcome (match, mismatch, error, skipped).", &["color", "outcome"]));
 
 /// Score buckets: most models score in 0..1.
 const SCORE_BUCKETS: &[f64] = &[
@@ -75,6 +86,8 @@ pub struct ColorMetrics {
     /// The color's label table: index = position, at most [`MAX_LABELS`].
     labels: RwLock<Vec<(Box<str>, IntCounter)>>,
     other: IntCounter,
+    /// `match`, `mismatch`, `error`, `skipped`.
+    shadow: [IntCounter; 4],
 }
 
 static COLORS: Lazy<Mutex<HashMap<String, Arc<ColorMetrics>>>> = Lazy::new(Default::default);
@@ -96,6 +109,7 @@ impl ColorMetrics {
                     score: SCORE.with_label_values(&[color]),
                     labels: RwLock::new(Vec::new()),
                     other: PREDICTIONS.with_label_values(&[color, OTHER_LABEL]),
+                    shadow: SHADOW_OUTCOMES.map(|o| SHADOW.with_label_values(&[color, o.label()])),
                 })
             })
             .clone()
@@ -184,6 +198,18 @@ impl ColorMetrics {
     pub fn label_names(&self) -> Vec<String> {
         let table = self.labels.read().unwrap_or_else(|e| e.into_inner());
         table.iter().map(|(l, _)| l.to_string()).collect()
+    }
+
+    /// Counts how a mirror of this (shadow) color turned out.
+    pub fn count_shadow(&self, outcome: Outcome) {
+        self.shadow[outcome as usize].inc();
+    }
+
+    /// Makes the shadow series visible from the first scrape.
+    pub fn touch_shadow(&self) {
+        for c in &self.shadow {
+            c.inc_by(0);
+        }
     }
 
     /// Makes the quality series visible from the first scrape.

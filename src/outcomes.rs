@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::quality::window::AnswerCounts;
+use crate::quality::window::{AnswerCounts, ShadowCounts};
+use crate::rollout::Progress;
 
 /// Width of one bucket.
 pub const BUCKET: Duration = Duration::from_secs(1);
@@ -31,6 +32,7 @@ struct Bucket {
     errors: u64,
     latency: Histogram<u64>,
     answers: AnswerCounts,
+    shadow: ShadowCounts,
 }
 
 impl Bucket {
@@ -41,6 +43,7 @@ impl Bucket {
             errors: 0,
             latency,
             answers: AnswerCounts::default(),
+            shadow: ShadowCounts::default(),
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct Started(Instant);
 struct Window {
     current: Bucket,
     past: VecDeque<Bucket>,
+    /// Since start, for rollout steps that wait for requests: never cleared.
+    progress: Progress,
 }
 
 /// Totals over a window.
@@ -97,6 +102,7 @@ impl Outcomes {
             inner: Mutex::new(Window {
                 current: Bucket::new(now, histogram()),
                 past: VecDeque::new(),
+                progress: Progress::default(),
             }),
             in_flight: Mutex::new(VecDeque::new()),
         }
@@ -145,8 +151,14 @@ impl Outcomes {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records one finished request, and what its answer said if it was inspected.
+    /// Records one finished live request, and what its answer said if it was inspected.
     pub fn record(&self, error: bool, latency: Duration, answer: Option<&AnswerCounts>) {
+        self.lock().progress.requests += 1;
+        self.record_mirrored(error, latency, answer);
+    }
+
+    /// Records a mirrored request: judged like a live one, but not a live request of a step.
+    pub fn record_mirrored(&self, error: bool, latency: Duration, answer: Option<&AnswerCounts>) {
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -159,18 +171,40 @@ impl Outcomes {
         }
     }
 
-    /// What the answers said over the last `window`, current bucket included.
-    pub fn answers(&self, now: Instant, window: Duration) -> AnswerCounts {
+    /// Counts mirrors of this (shadow) color: sent, compared, failed or skipped.
+    pub fn record_shadow(&self, c: &ShadowCounts) {
+        let mut w = self.lock();
+        w.current.shadow.add(c);
+        w.progress.compared += c.compared();
+    }
+
+    /// Live requests answered and mirrored answers compared, since start.
+    pub fn progress(&self) -> Progress {
+        self.lock().progress
+    }
+
+    /// Sums `part` of the buckets inside the last `window`, current bucket included.
+    fn sum<T: Default>(&self, now: Instant, window: Duration, add: impl Fn(&mut T, &Bucket)) -> T {
         let w = self.lock();
-        let mut total = AnswerCounts::default();
+        let mut total = T::default();
         let inside = w
             .past
             .iter()
             .filter(|b| now.duration_since(b.start) <= window);
         for b in inside.chain(std::iter::once(&w.current)) {
-            total.add(&b.answers);
+            add(&mut total, b);
         }
         total
+    }
+
+    /// What the answers said over the last `window`.
+    pub fn answers(&self, now: Instant, window: Duration) -> AnswerCounts {
+        self.sum(now, window, |t: &mut AnswerCounts, b| t.add(&b.answers))
+    }
+
+    /// What the mirrors did over the last `window`.
+    pub fn shadow(&self, now: Instant, window: Duration) -> ShadowCounts {
+        self.sum(now, window, |t: &mut ShadowCounts, b| t.add(&b.shadow))
     }
 
     /// Records an attempt that failed before any response, e.g. a refused connect that another
@@ -249,6 +283,7 @@ impl Outcomes {
         w.current.errors = 0;
         w.current.latency.reset();
         w.current.answers = AnswerCounts::default();
+        w.current.shadow = ShadowCounts::default();
         w.current.start = now;
     }
 }

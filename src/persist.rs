@@ -59,7 +59,17 @@ fn rollout_of(p: &Policy) -> Option<String> {
         let steps: Vec<String> = r
             .steps
             .iter()
-            .map(|s| format!("{}@{}ms", s.weight, s.hold.as_millis()))
+            .map(|s| {
+                // Steps without the newer keys keep their old spelling: older state files still match.
+                let mut step = match s.shadow {
+                    Some(pct) => format!("shadow{pct}@{}ms", s.hold.as_millis()),
+                    None => format!("{}@{}ms", s.weight, s.hold.as_millis()),
+                };
+                if s.min_requests > 0 {
+                    step.push_str(&format!("/{}", s.min_requests));
+                }
+                step
+            })
             .collect();
         format!("{}:{}", p.colors[r.candidate].name, steps.join(","))
     })
@@ -70,7 +80,9 @@ pub fn save(path: &Path, m: &Machine, p: &Policy) -> std::io::Result<()> {
     let phase = match m.phase {
         Phase::Steady => SavedPhase::Steady,
         Phase::Progressing { step, .. } => SavedPhase::Progressing { step },
-        Phase::Paused { step, remaining } => SavedPhase::Paused {
+        Phase::Paused {
+            step, remaining, ..
+        } => SavedPhase::Paused {
             step,
             remaining_ms: remaining.as_millis() as u64,
         },
@@ -122,12 +134,16 @@ pub fn load(path: &Path, p: &Policy, now: Instant) -> Result<Option<Machine>, St
     if saved.rollout.is_some() && saved.rollout == rollout_of(p) {
         let steps = p.rollout.as_ref().map_or(0, |r| r.steps.len());
         m.phase = match saved.phase {
-            SavedPhase::Progressing { step } if step < steps => {
-                Phase::Progressing { step, since: now }
-            }
+            // A step's count of judged requests starts again: the counters restart with the process.
+            SavedPhase::Progressing { step } if step < steps => Phase::Progressing {
+                step,
+                since: now,
+                from: None,
+            },
             SavedPhase::Paused { step, remaining_ms } if step < steps => Phase::Paused {
                 step,
                 remaining: Duration::from_millis(remaining_ms),
+                from: None,
             },
             SavedPhase::Promoted => Phase::Promoted,
             _ => m.phase,
@@ -182,6 +198,7 @@ mod tests {
         m.phase = Phase::Paused {
             step: 1,
             remaining: Duration::from_secs(20),
+            from: None,
         };
         m.rolled_back.insert(
             "green".into(),

@@ -7,9 +7,8 @@
 //! `upstream_response_body_filter` notes the first byte and feeds the tap as chunks pass;
 //! `logging` counts, and reads what the answer said.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,9 +20,10 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::outcomes::Started;
+use crate::context::Ctx;
 use crate::policy::{LatencyMode, Policy};
 use crate::quality::Tap;
+use crate::shadow::{Draft, Mirrors};
 use crate::split::{self, Decision};
 use crate::state::{Shared, Snapshot};
 use crate::{forwarded, replies};
@@ -38,55 +38,15 @@ const MAX_REQUEST_HEADERS: usize = 64 * 1024;
 /// The proxy; cheap to share, all state is in the snapshot.
 pub struct Blueshift {
     state: Shared,
+    mirrors: Arc<Mirrors>,
 }
 
 impl Blueshift {
     /// A proxy reading from `state`.
     pub fn new(state: Shared) -> Self {
-        Blueshift { state }
-    }
-}
-
-/// Per-request context.
-pub struct Ctx {
-    snap: Option<Arc<Snapshot>>,
-    /// The color serving the request; may change to stable on connect failures.
-    color: Option<usize>,
-    /// Whether the response should (re-)issue the affinity cookie.
-    assign: bool,
-    /// Backends whose connect failed, so a retry goes elsewhere.
-    tried: Vec<SocketAddr>,
-    started: Instant,
-    /// The color this request is counted in flight on, until the context is dropped (or, when
-    /// the latency judged is to the first byte, until that byte).
-    in_flight: Option<(usize, Started)>,
-    /// When the first byte of the answer's body arrived, after `started`.
-    first_byte: Option<Duration>,
-    /// Reads the answer, with quality gates on.
-    tap: Option<Tap>,
-}
-
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        // Dropped at the end of every request, whichever way it ended.
-        self.end_in_flight();
-    }
-}
-
-impl Ctx {
-    fn end_in_flight(&mut self) {
-        if let (Some(snap), Some((color, started))) = (&self.snap, self.in_flight.take()) {
-            snap.colors[color].outcomes.finish(started);
-        }
-    }
-
-    /// Excludes `peer` from this request's retries and counts the failure against its color.
-    fn give_up_on(&mut self, peer: &HttpPeer) {
-        if let Some(addr) = peer._address.as_inet() {
-            self.tried.push(*addr);
-        }
-        if let (Some(snap), Some(color)) = (&self.snap, self.color) {
-            snap.colors[color].outcomes.record_failed_attempt();
+        Blueshift {
+            state,
+            mirrors: Arc::default(),
         }
     }
 }
@@ -96,16 +56,7 @@ impl ProxyHttp for Blueshift {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            snap: None,
-            color: None,
-            assign: false,
-            tried: Vec::new(),
-            started: Instant::now(),
-            in_flight: None,
-            first_byte: None,
-            tap: None,
-        }
+        Ctx::new()
     }
 
     // ---- request_filter: choose the color -------------------------------------------------
@@ -135,6 +86,7 @@ impl ProxyHttp for Blueshift {
                 ctx.color = Some(d.color());
                 ctx.assign =
                     matches!(d, Decision::New(_)) && affinity.is_some_and(|a| a.cookie.is_some());
+                ctx.mirror = Draft::choose(snap, d.color(), req);
                 Ok(false)
             }
             Err(refusal) => {
@@ -228,13 +180,41 @@ impl ProxyHttp for Blueshift {
         &self,
         session: &mut Session,
         req: &mut RequestHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        forwarded::add(req, client, "http")
+        forwarded::add(req, client, "http")?;
+        if let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) {
+            // The copy is of what the serving model gets, X-Forwarded-For included.
+            draft.start(req, snap.policy.mirroring.max_body);
+        }
+        Ok(())
+    }
+
+    // ---- request_body_filter: the mirror's copy of the body, then the mirror -------------
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) else {
+            return Ok(());
+        };
+        if let Some(chunk) = body {
+            draft.feed(chunk, snap.policy.mirroring.max_body);
+        }
+        if end_of_stream {
+            if let Some(draft) = ctx.mirror.take() {
+                ctx.served = self.mirrors.send(snap, draft);
+            }
+        }
+        Ok(())
     }
 
     // ---- upstream_response_filter: label and pin ------------------------------------------
@@ -257,8 +237,9 @@ impl ProxyHttp for Blueshift {
             }
         }
         if let Some(q) = &snap.policy.quality {
-            // Colors with weight only: a drained or overridden color's answers judge nothing.
-            if c.percent > 0 {
+            // Colors with weight only (a drained or overridden color's answers judge nothing),
+            // and answers a mirror's will be compared with.
+            if c.percent > 0 || ctx.mirror.is_some() || ctx.served.is_some() {
                 let head = session.req_header().method == http::Method::HEAD;
                 ctx.tap = Tap::for_response(resp, head, q);
             }
@@ -327,36 +308,12 @@ impl ProxyHttp for Blueshift {
     // ---- logging: the one hook every request passes ---------------------------------------
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map(|r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        ctx.record(status, e.is_some(), elapsed);
         let Some(snap) = ctx.snap.as_ref() else {
             return;
         };
-        let status = session.response_written().map(|r| r.status.as_u16());
-        let elapsed = ctx.started.elapsed();
-        match ctx.color {
-            Some(c) => {
-                let color = &snap.colors[c];
-                color.metrics.observe(status, elapsed.as_secs_f64());
-                let first_byte = ctx.first_byte.unwrap_or(elapsed);
-                if status.is_some() {
-                    color.metrics.observe_first_byte(first_byte.as_secs_f64());
-                }
-                // Read only complete answers, after the client has the whole of it.
-                let answer = match (ctx.tap.take(), &snap.policy.quality) {
-                    (Some(tap), Some(q)) if e.is_none() => {
-                        Some(color.metrics.count_answer(&tap.finish(q)))
-                    }
-                    _ => None,
-                };
-                let failed = e.is_some() || status.is_none_or(|s| s >= 500);
-                let latency = match snap.policy.rollback.latency {
-                    LatencyMode::Total => elapsed,
-                    LatencyMode::FirstByte => first_byte,
-                };
-                color.outcomes.record(failed, latency, answer.as_ref());
-            }
-            None => crate::metrics::ColorMetrics::get(crate::metrics::NO_COLOR)
-                .observe(status, elapsed.as_secs_f64()),
-        }
         if snap.policy.access_log {
             let req = session.req_header();
             info!(

@@ -14,7 +14,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use crate::health::Status;
 use crate::metrics::ColorMetrics;
 use crate::outcomes::Outcomes;
-use crate::policy::Policy;
+use crate::policy::{Mirror, Policy};
 use crate::split::Table;
 
 /// The one shared, atomically swapped view of the running policy.
@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub table: Table,
     /// Per-color runtime data, in policy order.
     pub colors: Vec<ColorRuntime>,
+    /// Where live requests are mirrored now (a standing shadow or a rollout's shadow step).
+    pub mirror: Option<Mirror>,
     /// What `/status` shows beyond routing.
     pub control: Control,
 }
@@ -119,6 +121,12 @@ pub struct RolloutView {
     pub step: usize,
     /// Number of steps.
     pub steps: usize,
+    /// On a shadow step: the candidate gets mirrored copies and serves no one.
+    pub shadow: bool,
+    /// What the step counts, if it waits for requests (read live against the candidate's window).
+    pub counting: Option<crate::rollout::StepCount>,
+    /// Index of the candidate color.
+    pub candidate_index: usize,
     /// When the next step (or promotion) begins, if the clock runs.
     pub next_at: Option<SystemTime>,
 }
@@ -159,6 +167,8 @@ pub struct Inputs<'a> {
     pub health: &'a [Vec<Status>],
     /// Passive outcome windows per color.
     pub outcomes: &'a [Arc<Outcomes>],
+    /// Where live requests are mirrored.
+    pub mirror: Option<Mirror>,
     /// Status facts.
     pub control: Control,
 }
@@ -216,6 +226,7 @@ impl Snapshot {
             revision: inp.revision,
             table: Table::new(names, weights, eligible, p.stable),
             colors,
+            mirror: inp.mirror,
             control: inp.control,
             policy: inp.policy,
         }

@@ -428,3 +428,114 @@ fn every_quality_problem_is_reported_at_once_and_a_good_block_is_summarised() {
     );
     assert!(stdout.contains("p99 (to the first byte) > 2s"), "{stdout}");
 }
+
+#[test]
+fn shadow_keys_and_shadow_steps_are_checked_where_they_stand() {
+    let sh = |body: &str| format!("{GOOD}shadow:\n{body}");
+    rejects(
+        &sh("  color: purple\n"),
+        "14:10",
+        "shadow.color: there is no color `purple`",
+    );
+    rejects(
+        &sh("  color: blue\n"),
+        "14:10",
+        "shadow.color: `blue` is the stable color",
+    );
+    rejects(
+        &sh("  color: green\n  percent: 0\n"),
+        "15:12",
+        "shadow.percent is a percent: 1 to 100, not 0",
+    );
+    rejects(
+        &sh("  color: green\n  max_body: big\n"),
+        "15:13",
+        "shadow.max_body: `big` is not a size",
+    );
+    rejects(
+        &sh("  color: green\n  min_agreement: 1.5\n"),
+        "15:18",
+        "shadow.min_agreement must be between 0 and 1, not 1.5",
+    );
+    rejects(
+        &sh("  color: green\n  max_in_flight: 0\n"),
+        "15:18",
+        "shadow.max_in_flight must be a whole number >= 1, not 0",
+    );
+    rejects(
+        &sh("  percent: 10\n"),
+        "14:10",
+        "shadow: name the `color` that gets the copies",
+    );
+    let steps = |list: &str| format!("{GOOD}rollout:\n  candidate: green\n  steps:\n{list}");
+    rejects(
+        &steps("    - {weight: 10, shadow: 50, hold: 1m}\n"),
+        "16:16",
+        "rollout.steps[0]: give `weight` (live traffic) or `shadow` (mirrored copies), not both",
+    );
+    rejects(
+        &steps("    - {hold: 1m}\n"),
+        "16:7",
+        "rollout.steps[0]: give `weight` (live traffic) or `shadow` (mirrored copies)",
+    );
+    rejects(
+        &steps("    - {shadow: 0, hold: 1m}\n"),
+        "16:16",
+        "rollout.steps[0].shadow is a percent: 1 to 100, not 0",
+    );
+    rejects(
+        &steps("    - {weight: 10, hold: 1m, min_requests: 0}\n"),
+        "16:44",
+        "rollout.steps[0].min_requests must be a whole number >= 1, not 0",
+    );
+    rejects(
+        &steps("    - {weight: 10, hold: 1m, min_request: 5}\n"),
+        "16:30",
+        "unknown key `min_request`",
+    );
+}
+
+#[test]
+fn a_rollout_with_a_shadow_step_needs_no_shadow_color_and_is_summarised() {
+    let yaml = format!(
+        "{GOOD}shadow:\n  max_body: 64KiB\n  min_agreement: 0.95\nrollout:\n  candidate: green\n  steps:\n    - {{shadow: 100, hold: 2m, min_requests: 500}}\n    - {{weight: 10, hold: 30s, min_requests: 200}}\n    - {{weight: 100, hold: 30s}}\n"
+    );
+    let (code, stdout, stderr) = check_text(&yaml);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("rollout    green: shadow 100% for 2m and 500 compared answers -> 10% for 30s and 200 requests -> 100% for 30s"),
+        "{stdout}"
+    );
+    let standing = format!("{GOOD}shadow: {{color: green, percent: 25}}\n");
+    let (code, stdout, stderr) = check_text(&standing);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("shadow     green: copies of 25% of requests (bodies up to 1 MiB), rolled back below 0.9 agreement, 256 in flight at most"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_demo_policy_with_its_commented_rollout_is_valid_too() {
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml")).unwrap();
+    let start = demo
+        .find("# rollout:")
+        .expect("conf/demo.yaml carries a commented rollout");
+    let mut text = demo[..start].to_string();
+    for line in demo[start..].lines() {
+        match line.strip_prefix("# ") {
+            Some(l) if l.starts_with("rollout:") || l.starts_with("  ") => text.push_str(l),
+            _ => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    let (code, stdout, stderr) = check_text(&text);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    assert!(
+        stdout.contains(
+            "rollout    green: shadow 100% for 30s and 200 compared answers -> 10% for 30s"
+        ),
+        "{stdout}"
+    );
+}

@@ -232,17 +232,21 @@ fn named(text: &str, real: &BTreeSet<String>) -> BTreeSet<String> {
 fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
     let mut m = Models::new();
     let (b, g) = (m.start("v1"), m.start("v2"));
-    let gates = "quality:\n  prediction: /prediction\n  score: /confidence\n";
+    let gates =
+        "quality:\n  prediction: /prediction\n  score: /confidence\nshadow:\n  color: green\n";
     let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), gates));
     for i in 0..10 {
         p.get(&format!("/predict?id={i}"), &[]);
     }
-    p.wait_metrics(&["blueshift_prediction_score_count{color=\"blue\"}"]);
+    p.wait_metrics(&[
+        "blueshift_prediction_score_count{color=\"blue\"}",
+        "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\"}",
+    ]);
     let o = promtool(&["check", "metrics"], Some(&p.metrics()));
     assert!(o.status.success(), "promtool: {}{}", text(&o).0, text(&o).1);
 
     let real = exported(&p);
-    assert_eq!(real.len(), 12, "{real:?}");
+    assert_eq!(real.len(), 13, "{real:?}");
     let dashboard = std::fs::read_to_string(format!("{ROOT}/conf/grafana/blueshift.json")).unwrap();
     let d: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     let exprs: Vec<String> = d["panels"]

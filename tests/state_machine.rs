@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use blueshift::outcomes::Summary;
 use blueshift::policy::{self, Policy};
-use blueshift::rollout::{judge, Event, Kind, Machine, Phase};
+use blueshift::rollout::{judge, Event, Kind, Machine, Phase, Progress};
 use blueshift::state::StateName;
 
 const S: Duration = Duration::from_secs(1);
@@ -27,6 +27,11 @@ fn breach(color: &str) -> Event {
     }
 }
 
+/// Time passes; no rollout step here waits for requests.
+fn tick() -> Event {
+    Event::Tick(Progress::default())
+}
+
 fn on(m: &mut Machine, p: &Policy, e: Event, at: Instant) -> Result<(), String> {
     m.on(p, e, at, SystemTime::now())
 }
@@ -38,7 +43,7 @@ fn without_a_rollout_the_split_rules_and_the_state_is_steady() {
     let mut m = Machine::new(&p, t0);
     assert_eq!(m.state(), StateName::Steady);
     assert_eq!(m.weights(&p), vec![90, 10]);
-    on(&mut m, &p, Event::Tick, t0 + 3600 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 3600 * S).unwrap();
     assert_eq!(m.state(), StateName::Steady);
     assert!(on(&mut m, &p, Event::Pause, t0).is_err());
     assert!(on(&mut m, &p, Event::Promote, t0).is_err());
@@ -55,18 +60,18 @@ fn a_rollout_walks_its_steps_to_promoted() {
         (StateName::Progressing, vec![90, 10])
     );
     assert_eq!(m.next_at(&p), Some(t0 + 30 * S));
-    on(&mut m, &p, Event::Tick, t0 + 29 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 29 * S).unwrap();
     assert_eq!(m.weights(&p), vec![90, 10], "the hold is not over yet");
-    on(&mut m, &p, Event::Tick, t0 + 30 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 30 * S).unwrap();
     assert_eq!(m.weights(&p), vec![50, 50]);
-    on(&mut m, &p, Event::Tick, t0 + 60 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 60 * S).unwrap();
     assert_eq!(m.weights(&p), vec![0, 100]);
     assert_eq!(
         m.state(),
         StateName::Progressing,
         "the last step has a hold too"
     );
-    on(&mut m, &p, Event::Tick, t0 + 90 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 90 * S).unwrap();
     assert_eq!(
         (m.state(), m.weights(&p)),
         (StateName::Promoted, vec![0, 100])
@@ -79,12 +84,13 @@ fn a_late_tick_catches_up_on_every_step_it_missed() {
     let p = policy(true);
     let t0 = Instant::now();
     let mut m = Machine::new(&p, t0);
-    on(&mut m, &p, Event::Tick, t0 + 65 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 65 * S).unwrap();
     assert_eq!(
         m.phase,
         Phase::Progressing {
             step: 2,
-            since: t0 + 60 * S
+            since: t0 + 60 * S,
+            from: Some(0),
         }
     );
 }
@@ -100,7 +106,7 @@ fn pause_holds_the_step_and_resume_keeps_the_remaining_hold() {
         on(&mut m, &p, Event::Pause, t0 + 11 * S).is_err(),
         "pausing twice does not apply"
     );
-    on(&mut m, &p, Event::Tick, t0 + 600 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 600 * S).unwrap();
     assert_eq!(
         m.weights(&p),
         vec![90, 10],
@@ -133,13 +139,13 @@ fn a_breach_rolls_back_stops_the_clock_and_does_not_flap() {
     let p = policy(true);
     let t0 = Instant::now();
     let mut m = Machine::new(&p, t0);
-    on(&mut m, &p, Event::Tick, t0 + 30 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 30 * S).unwrap();
     on(&mut m, &p, breach("green"), t0 + 31 * S).unwrap();
     assert_eq!(m.state(), StateName::RolledBack);
     assert_eq!(m.rolled_back["green"].kind, Kind::ErrorRate);
     assert_eq!(m.next_at(&p), None);
     for s in 32..1000 {
-        on(&mut m, &p, Event::Tick, t0 + s * S).unwrap();
+        on(&mut m, &p, tick(), t0 + s * S).unwrap();
     }
     assert_eq!(
         m.state(),
@@ -150,7 +156,8 @@ fn a_breach_rolls_back_stops_the_clock_and_does_not_flap() {
         m.phase,
         Phase::Progressing {
             step: 1,
-            since: t0 + 30 * S
+            since: t0 + 30 * S,
+            from: Some(0),
         }
     );
     assert!(
@@ -204,7 +211,7 @@ fn a_reload_keeps_rollbacks_unless_the_color_or_rollout_changed() {
     let p = policy(true);
     let t0 = Instant::now();
     let mut m = Machine::new(&p, t0);
-    on(&mut m, &p, Event::Tick, t0 + 30 * S).unwrap();
+    on(&mut m, &p, tick(), t0 + 30 * S).unwrap();
     on(&mut m, &p, breach("green"), t0 + 31 * S).unwrap();
 
     let mut same = p.clone();
@@ -214,7 +221,8 @@ fn a_reload_keeps_rollbacks_unless_the_color_or_rollout_changed() {
         m.phase,
         Phase::Progressing {
             step: 1,
-            since: t0 + 30 * S
+            since: t0 + 30 * S,
+            from: Some(0),
         },
         "an unrelated edit does not restart the rollout"
     );
@@ -235,7 +243,8 @@ fn a_reload_keeps_rollbacks_unless_the_color_or_rollout_changed() {
         m.phase,
         Phase::Progressing {
             step: 0,
-            since: t0 + 60 * S
+            since: t0 + 60 * S,
+            from: None,
         },
         "a changed rollout starts at step 1"
     );
@@ -289,4 +298,146 @@ fn the_judge_needs_min_requests_and_names_the_numbers() {
     );
     let (kind, _) = judge(&limits, &hung(0, 0, 20)).unwrap();
     assert_eq!(kind, Kind::Latency, "no answer at all, 20 waiting");
+}
+
+fn shadow_policy() -> Policy {
+    policy::parse(
+        "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 100, green: 0}\nrollout:\n  candidate: green\n  steps:\n    - {shadow: 50, hold: 10s, min_requests: 100}\n    - {weight: 10, hold: 10s, min_requests: 20}\n    - {weight: 100, hold: 10s}\n",
+    )
+    .unwrap()
+}
+
+fn progress(requests: u64, compared: u64) -> Event {
+    Event::Tick(Progress { requests, compared })
+}
+
+#[test]
+fn a_shadow_step_mirrors_serves_no_one_and_waits_for_compared_answers() {
+    let p = shadow_policy();
+    let t0 = Instant::now();
+    let mut m = Machine::new(&p, t0);
+    assert_eq!(m.weights(&p), vec![100, 0], "the candidate serves no one");
+    let mirror = m.mirror(&p).unwrap();
+    assert_eq!((mirror.color, mirror.percent), (1, 50));
+    // Counts start at the first tick: 7 compared answers happened before the step was counted.
+    on(&mut m, &p, progress(0, 7), t0 + S).unwrap();
+    assert_eq!(
+        m.step_progress(
+            &p,
+            Progress {
+                requests: 0,
+                compared: 57
+            }
+        ),
+        Some((50, 100))
+    );
+    // The hold is over, but only 99 answers were compared since: it waits.
+    on(&mut m, &p, progress(500, 106), t0 + 20 * S).unwrap();
+    assert_eq!(m.weights(&p), vec![100, 0]);
+    assert!(m.mirror(&p).is_some());
+    // The 100th compared answer ends the step at once; live requests do not count for it.
+    on(&mut m, &p, progress(500, 107), t0 + 21 * S).unwrap();
+    assert_eq!(m.weights(&p), vec![90, 10]);
+    assert_eq!(m.mirror(&p), None, "weight steps do not mirror");
+    assert_eq!(
+        m.next_at(&p),
+        Some(t0 + 31 * S),
+        "its hold starts when it began"
+    );
+    // A weight step counts live requests from where they stood when it began.
+    on(&mut m, &p, progress(519, 5000), t0 + 40 * S).unwrap();
+    assert_eq!(m.weights(&p), vec![90, 10]);
+    assert_eq!(
+        m.step_progress(
+            &p,
+            Progress {
+                requests: 519,
+                compared: 0
+            }
+        ),
+        Some((19, 20))
+    );
+    on(&mut m, &p, progress(520, 5000), t0 + 41 * S).unwrap();
+    assert_eq!(m.weights(&p), vec![0, 100]);
+    assert_eq!(
+        m.step_progress(&p, Progress::default()),
+        None,
+        "this step waits for no requests"
+    );
+    on(&mut m, &p, progress(520, 5000), t0 + 51 * S).unwrap();
+    assert_eq!(m.state(), StateName::Promoted);
+}
+
+#[test]
+fn a_shadow_step_rolled_back_never_gives_the_candidate_live_traffic() {
+    let p = shadow_policy();
+    let t0 = Instant::now();
+    let mut m = Machine::new(&p, t0);
+    on(&mut m, &p, progress(0, 0), t0 + S).unwrap();
+    on(&mut m, &p, breach("green"), t0 + 2 * S).unwrap();
+    assert_eq!(m.state(), StateName::RolledBack);
+    assert_eq!(
+        m.mirror(&p),
+        None,
+        "a rolled-back shadow gets no more copies"
+    );
+    for s in 3..600 {
+        on(
+            &mut m,
+            &p,
+            progress(u64::from(s) * 10, u64::from(s) * 10),
+            t0 + s * S,
+        )
+        .unwrap();
+        assert_eq!(m.weights(&p), vec![100, 0]);
+    }
+    // Resume starts the shadow step over, its count included.
+    on(&mut m, &p, Event::Resume, t0 + 600 * S).unwrap();
+    assert_eq!(m.mirror(&p).map(|m| m.color), Some(1));
+    on(&mut m, &p, progress(0, 6000), t0 + 601 * S).unwrap();
+    on(&mut m, &p, progress(0, 6099), t0 + 620 * S).unwrap();
+    assert_eq!(m.weights(&p), vec![100, 0], "99 compared since the resume");
+    on(&mut m, &p, progress(0, 6100), t0 + 621 * S).unwrap();
+    assert_eq!(m.weights(&p), vec![90, 10]);
+}
+
+#[test]
+fn an_operator_rollback_during_a_shadow_step_stops_the_mirror() {
+    let p = shadow_policy();
+    let t0 = Instant::now();
+    let mut m = Machine::new(&p, t0);
+    on(&mut m, &p, Event::Rollback, t0).unwrap();
+    assert_eq!(m.rolled_back["green"].kind, Kind::Manual);
+    assert_eq!(m.mirror(&p), None);
+    // Paused, a shadow step keeps mirroring, and its count keeps going.
+    on(&mut m, &p, Event::Resume, t0 + S).unwrap();
+    on(&mut m, &p, progress(0, 10), t0 + 2 * S).unwrap();
+    on(&mut m, &p, Event::Pause, t0 + 3 * S).unwrap();
+    assert!(m.mirror(&p).is_some());
+    assert_eq!(
+        m.step_progress(
+            &p,
+            Progress {
+                requests: 0,
+                compared: 60
+            }
+        ),
+        Some((50, 100))
+    );
+}
+
+#[test]
+fn a_standing_shadow_mirrors_until_its_color_is_rolled_back() {
+    let mut text = String::from(
+        "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 100, green: 0}\n",
+    );
+    text.push_str("shadow: {color: green, percent: 25}\n");
+    let p = policy::parse(&text).unwrap();
+    let t0 = Instant::now();
+    let mut m = Machine::new(&p, t0);
+    assert_eq!(m.mirror(&p).map(|m| (m.color, m.percent)), Some((1, 25)));
+    on(&mut m, &p, breach("green"), t0).unwrap();
+    assert_eq!(m.mirror(&p), None);
+    on(&mut m, &p, Event::Resume, t0).unwrap();
+    assert!(m.mirror(&p).is_some());
 }

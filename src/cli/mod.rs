@@ -134,7 +134,18 @@ pub fn summary(path: &Path, p: &Policy) -> String {
             let steps: Vec<String> = ro
                 .steps
                 .iter()
-                .map(|st| format!("{}% for {}", st.weight, human(st.hold)))
+                .map(|st| {
+                    let what = match st.shadow {
+                        Some(pct) => format!("shadow {pct}%"),
+                        None => format!("{}%", st.weight),
+                    };
+                    let min = match (st.min_requests, st.shadow) {
+                        (0, _) => String::new(),
+                        (n, Some(_)) => format!(" and {n} compared answers"),
+                        (n, None) => format!(" and {n} requests"),
+                    };
+                    format!("{what} for {}{min}", human(st.hold))
+                })
                 .collect();
             let _ = writeln!(
                 s,
@@ -146,6 +157,17 @@ pub fn summary(path: &Path, p: &Policy) -> String {
         None => {
             let _ = writeln!(s, "  rollout    none");
         }
+    }
+    if let Some(m) = &p.shadow {
+        let _ = writeln!(
+            s,
+            "  shadow     {}: copies of {}% of requests (bodies up to {}), rolled back below {} agreement, {} in flight at most",
+            p.colors[m.color].name,
+            m.percent,
+            size(p.mirroring.max_body),
+            p.mirroring.min_agreement,
+            p.mirroring.max_in_flight
+        );
     }
     let _ = writeln!(
         s,

@@ -89,6 +89,9 @@ pub fn render(
     quality_lines(&mut s, v);
     s.push('\n');
     let _ = writeln!(s, "rollout   {}", rollout_line(&v["rollout"], style, now));
+    if let Some(line) = shadow_line(&v["shadow"], style) {
+        let _ = writeln!(s, "shadow    {line}");
+    }
     let rollback = match v["rollback"].as_object() {
         Some(r) => style.paint(
             "31",
@@ -193,6 +196,11 @@ fn rollout_line(r: &serde_json::Value, style: Style, now: std::time::SystemTime)
         .and_then(|w| w.as_array())
         .map(|w| w.iter().filter_map(|x| x.as_u64()).collect())
         .unwrap_or_default();
+    let shadows: Vec<Option<u64>> = r
+        .get("step_shadow")
+        .and_then(|w| w.as_array())
+        .map(|w| w.iter().map(|x| x.as_u64()).collect())
+        .unwrap_or_default();
     let (done, todo) = match style {
         Style::Terminal => ("█", "░"),
         Style::Plain => ("#", "-"),
@@ -204,13 +212,30 @@ fn rollout_line(r: &serde_json::Value, style: Style, now: std::time::SystemTime)
         .iter()
         .enumerate()
         .map(|(i, w)| {
+            let label = match shadows.get(i).copied().flatten() {
+                Some(pct) => format!("shadow {pct}%"),
+                None => format!("{w}%"),
+            };
             if i + 1 == step {
-                format!("[{w}%]")
+                format!("[{label}]")
             } else {
-                format!("{w}%")
+                label
             }
         })
         .collect();
+    let counted = match (
+        r.get("counted").and_then(|c| c.as_u64()),
+        r.get("min_requests").and_then(|c| c.as_u64()),
+    ) {
+        (Some(n), Some(min)) => {
+            let what = match r.get("shadow").and_then(|s| s.as_bool()) {
+                Some(true) => "compared answers",
+                _ => "requests",
+            };
+            format!("   {n}/{min} {what}")
+        }
+        _ => String::new(),
+    };
     let next = r
         .get("next_step_at")
         .and_then(|n| n.as_str())
@@ -224,8 +249,38 @@ fn rollout_line(r: &serde_json::Value, style: Style, now: std::time::SystemTime)
         })
         .unwrap_or_default();
     format!(
-        "{}  {bar}  step {step} of {steps}: {}{next}",
+        "{}  {bar}  step {step} of {steps}: {}{counted}{next}",
         r.get("candidate").and_then(|c| c.as_str()).unwrap_or("?"),
         path.join(" > ")
     )
+}
+
+/// `green  copies of 100%  312 compared, agreement 97% (min 90%), 4 errors, 0 skipped`.
+fn shadow_line(v: &serde_json::Value, style: Style) -> Option<String> {
+    let v = v.as_object()?;
+    let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    let min = v
+        .get("min_agreement")
+        .and_then(|x| x.as_f64())
+        .unwrap_or(0.0);
+    let agreement = match v.get("agreement").and_then(|x| x.as_f64()) {
+        Some(a) => {
+            let text = format!("agreement {:.0}%", a * 100.0);
+            match a < min {
+                true => style.paint("31", &text),
+                false => text,
+            }
+        }
+        None => "agreement -".to_owned(),
+    };
+    Some(format!(
+        "{}  copies of {}%  {} compared by {}, {agreement} (min {:.0}%), {} errors, {} skipped",
+        v.get("color").and_then(|c| c.as_str()).unwrap_or("?"),
+        num("percent"),
+        num("compared"),
+        v.get("by").and_then(|c| c.as_str()).unwrap_or("label"),
+        min * 100.0,
+        num("errors"),
+        num("skipped"),
+    ))
 }

@@ -46,6 +46,21 @@ pub struct Controls {
     predictions: AtomicU64,
     connections: AtomicU64,
     remote_control: AtomicBool,
+    recording: AtomicBool,
+    recorded: std::sync::Mutex<Vec<Recorded>>,
+}
+
+/// A request as the server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Method, target, and headers (names lowercased) in the order received.
+    pub method: String,
+    /// The request target.
+    pub path: String,
+    /// `(name, value)` pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body, byte for byte.
+    pub body: Vec<u8>,
 }
 
 impl Controls {
@@ -72,6 +87,16 @@ impl Controls {
     /// Lets `POST /demo/<behaviour>` switch the server (the demo's servers only).
     pub fn allow_remote_control(&self) {
         self.remote_control.store(true, Ordering::Relaxed);
+    }
+
+    /// Keeps every request received from now on (see [`Controls::recorded`]).
+    pub fn record_requests(&self) {
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
+    /// The requests received since [`Controls::record_requests`], health checks left out.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.recorded.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Number of connections accepted so far.
@@ -120,6 +145,8 @@ impl ModelServer {
             predictions: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             remote_control: AtomicBool::new(false),
+            recording: AtomicBool::new(false),
+            recorded: Default::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let version: Arc<str> = version.into();
@@ -181,7 +208,7 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
     let mut buf = Vec::with_capacity(4096);
     loop {
         // Read one request head.
-        let (head_len, path, keep_alive, body_len, is_get) = loop {
+        let (head_len, path, keep_alive, body_len, is_get, seen) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
@@ -199,7 +226,20 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
                         header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
                     let keep = req.version == Some(1) && !close;
                     let path = req.path.unwrap_or("/").to_owned();
-                    break (n, path, keep, len, req.method == Some("GET"));
+                    let seen = c.recording.load(Ordering::Relaxed).then(|| Recorded {
+                        method: req.method.unwrap_or("").to_owned(),
+                        path: path.clone(),
+                        headers: req
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value).into_owned();
+                                (h.name.to_ascii_lowercase(), value)
+                            })
+                            .collect(),
+                        body: Vec::new(),
+                    });
+                    break (n, path, keep, len, req.method == Some("GET"), seen);
                 }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
                     if stream.read_buf(&mut buf).await? == 0 {
@@ -220,6 +260,12 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
         };
         let body = buf[head_len..head_len + body_len].to_vec();
         buf.drain(..head_len + body_len);
+        if let Some(mut seen) = seen.filter(|_| !path.starts_with("/health")) {
+            seen.body = body.clone();
+            if let Ok(mut r) = c.recorded.lock() {
+                r.push(seen);
+            }
+        }
 
         let exempt = path.starts_with("/health") || path.starts_with("/demo/");
         if c.mode() == Mode::Hangup && !exempt {

@@ -83,6 +83,20 @@ impl Checker<'_> {
         }
     }
 
+    /// A percent in `lo..=100` (`lo` when it is not one).
+    pub(super) fn percent(&mut self, key: &str, v: &Spanned<i64>, lo: u32) -> u32 {
+        match u32::try_from(**v) {
+            Ok(p) if (lo..=100).contains(&p) => p,
+            _ => {
+                self.report(
+                    v.span(),
+                    format!("{key} is a percent: {lo} to 100, not {}", **v),
+                );
+                lo
+            }
+        }
+    }
+
     /// A share or limit in 0..=1.
     pub(super) fn share(&mut self, key: &str, v: Option<&Spanned<f64>>, default: f64) -> f64 {
         match v {

@@ -28,6 +28,7 @@ pub struct PolicyFile {
     pub rollout: Option<Spanned<RolloutFile>>,
     pub timeouts: Option<TimeoutsFile>,
     pub quality: Option<Spanned<QualityFile>>,
+    pub shadow: Option<Spanned<ShadowFile>>,
     pub state_file: Option<Text>,
     pub access_log: Option<Spanned<bool>>,
 }
@@ -118,20 +119,33 @@ pub struct QualityFile {
     pub max_body: Option<Text>,
 }
 
+/// `shadow:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowFile {
+    pub color: Option<Text>,
+    pub percent: Option<Spanned<i64>>,
+    pub max_body: Option<Text>,
+    pub min_agreement: Option<Spanned<f64>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+}
+
 /// `rollout:` section.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutFile {
     pub candidate: Text,
-    pub steps: Spanned<Vec<StepFile>>,
+    pub steps: Spanned<Vec<Spanned<StepFile>>>,
 }
 
-/// One rollout step.
+/// One rollout step: a live weight or a shadow percent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepFile {
-    pub weight: Spanned<i64>,
+    pub weight: Option<Spanned<i64>>,
+    pub shadow: Option<Spanned<i64>>,
     pub hold: Text,
+    pub min_requests: Option<Spanned<i64>>,
 }
 
 /// `timeouts:` section.

@@ -1,10 +1,11 @@
-//! The sections that judge what the models answer: `quality`.
+//! The sections that judge what the models answer: `quality`, and `shadow`, whose copies of
+//! live requests are answered by a color and compared with what the clients got.
 
 use marked_yaml::Spanned;
 
 use super::checker::Checker;
 use super::file::{self, Text};
-use super::{Pointer, Quality};
+use super::{Color, Mirror, Mirroring, Pointer, Quality};
 
 /// Default `quality.max_body`: a JSON prediction or a short token stream fits.
 const MAX_BODY: usize = 256 * 1024;
@@ -57,4 +58,75 @@ pub(super) fn quality(c: &mut Checker, q: &Spanned<file::QualityFile>) -> Option
         min_samples: u64::from(min_samples),
         max_body,
     })
+}
+
+/// `shadow:` without it: a rollout's shadow steps mirror with these limits.
+pub(super) const MIRRORING: Mirroring = Mirroring {
+    max_body: 1 << 20,
+    min_agreement: 0.9,
+    max_in_flight: 256,
+};
+
+/// `shadow:`: the standing mirror, if it names a color, and the limits of every mirror.
+pub(super) fn shadow(
+    c: &mut Checker,
+    s: Option<&Spanned<file::ShadowFile>>,
+    colors: &[Color],
+    stable: Option<usize>,
+    has_shadow_step: bool,
+) -> (Option<Mirror>, Mirroring) {
+    let Some(s) = s else {
+        return (None, MIRRORING);
+    };
+    let mirroring = Mirroring {
+        max_body: c.size("shadow.max_body", s.max_body.as_ref(), MIRRORING.max_body),
+        min_agreement: c.share(
+            "shadow.min_agreement",
+            s.min_agreement.as_ref(),
+            MIRRORING.min_agreement,
+        ),
+        max_in_flight: c.count(
+            "shadow.max_in_flight",
+            s.max_in_flight.as_ref(),
+            MIRRORING.max_in_flight as u32,
+            1,
+        ) as usize,
+    };
+    let percent = s
+        .percent
+        .as_ref()
+        .map_or(100, |p| c.percent("shadow.percent", p, 1));
+    let color = match &s.color {
+        Some(name) => match colors.iter().position(|col| col.name == name.trim()) {
+            None => {
+                c.report(
+                    name.span(),
+                    format!("shadow.color: there is no color `{}`", &**name),
+                );
+                None
+            }
+            Some(i) if Some(i) == stable => {
+                c.report(
+                    name.span(),
+                    format!(
+                        "shadow.color: `{}` is the stable color, which answers the clients; mirror to another one",
+                        &**name
+                    ),
+                );
+                None
+            }
+            Some(i) => Some(i),
+        },
+        None => {
+            if !has_shadow_step {
+                c.report(
+                    s.span(),
+                    "shadow: name the `color` that gets the copies (or give the rollout a shadow step)"
+                        .into(),
+                );
+            }
+            None
+        }
+    };
+    (color.map(|color| Mirror { color, percent }), mirroring)
 }

@@ -8,6 +8,7 @@ mod checker;
 pub mod file;
 mod gates;
 mod load;
+mod steps;
 mod validate;
 
 use std::fmt;
@@ -48,6 +49,10 @@ pub struct Policy {
     pub timeouts: Timeouts,
     /// Quality gates on what the models answer, if configured.
     pub quality: Option<Quality>,
+    /// A standing mirror of live requests to a color, if configured.
+    pub shadow: Option<Mirror>,
+    /// How mirroring works, for the standing mirror and a rollout's shadow steps.
+    pub mirroring: Mirroring,
     /// Where rollback/rollout state survives restarts.
     pub state_file: Option<PathBuf>,
     /// Log one line per proxied request.
@@ -150,13 +155,38 @@ pub struct Rollout {
     pub steps: Vec<Step>,
 }
 
-/// One rollout step: the candidate's percent and how long to hold it.
+/// One rollout step: the candidate's percent of live traffic, or of mirrored copies, and how
+/// long to hold it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
-    /// 0..=100.
+    /// The candidate's live percent, 0..=100 (0 on a shadow step).
     pub weight: u32,
-    /// How long this step lasts before the next begins.
+    /// On a shadow step: the percent of requests mirrored to the candidate, 1..=100.
+    pub shadow: Option<u32>,
+    /// How long this step lasts at least.
     pub hold: Duration,
+    /// Judged requests the step waits for besides its hold (compared answers on a shadow step).
+    pub min_requests: u64,
+}
+
+/// Copies of live requests sent to a color whose answers are compared, never returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mirror {
+    /// Index of the color that gets the copies (never the stable one).
+    pub color: usize,
+    /// Share of requests mirrored, 1..=100.
+    pub percent: u32,
+}
+
+/// Limits of mirroring.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mirroring {
+    /// Requests with larger bodies are not mirrored.
+    pub max_body: usize,
+    /// Below this share of agreeing answers (with enough compared), the shadow is rolled back.
+    pub min_agreement: f64,
+    /// Mirrors in flight at most; past it a mirror is skipped.
+    pub max_in_flight: usize,
 }
 
 /// Upstream timeouts.

@@ -10,8 +10,7 @@ use super::checker::{valid_color_name, valid_cookie_name, Checker};
 
 use super::file::{self, PolicyFile, Text};
 use super::{
-    Affinity, BackendSpec, Color, Health, LatencyMode, Policy, Problem, RollbackLimits, Rollout,
-    Step, Timeouts,
+    Affinity, BackendSpec, Color, Health, LatencyMode, Policy, Problem, RollbackLimits, Timeouts,
 };
 
 /// Returns the policy if the file made one; problems are appended either way.
@@ -151,7 +150,7 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
     let rollout = f
         .rollout
         .as_ref()
-        .and_then(|r| rollout(&mut c, r, &colors, stable));
+        .and_then(|r| super::steps::rollout(&mut c, r, &colors, stable));
     let timeouts = Timeouts {
         connect: c.duration(
             "timeouts.connect",
@@ -168,6 +167,12 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
         .quality
         .as_ref()
         .and_then(|q| super::gates::quality(&mut c, q));
+    let has_shadow_step = f
+        .rollout
+        .as_ref()
+        .is_some_and(|r| r.steps.iter().any(|s| s.shadow.is_some()));
+    let (shadow, mirroring) =
+        super::gates::shadow(&mut c, f.shadow.as_ref(), &colors, stable, has_shadow_step);
     let state_file = f.state_file.as_ref().and_then(|s| {
         if s.trim().is_empty() {
             c.report(s.span(), "state_file: give a path".into());
@@ -190,6 +195,8 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
         rollout,
         timeouts,
         quality,
+        shadow,
+        mirroring,
         state_file,
         access_log: f.access_log.map(|b| *b).unwrap_or(false),
     })
@@ -362,57 +369,4 @@ fn rollback(c: &mut Checker, r: Option<&file::RollbackFile>) -> RollbackLimits {
         min_requests: u64::from(min_requests),
         latency,
     }
-}
-
-fn rollout(
-    c: &mut Checker,
-    r: &Spanned<file::RolloutFile>,
-    colors: &[Color],
-    stable: Option<usize>,
-) -> Option<Rollout> {
-    let candidate = colors.iter().position(|col| col.name == r.candidate.trim());
-    match candidate {
-        None => c.report(
-            r.candidate.span(),
-            format!("rollout.candidate: there is no color `{}`", &*r.candidate),
-        ),
-        Some(i) if Some(i) == stable => c.report(
-            r.candidate.span(),
-            format!(
-                "rollout.candidate: `{}` is the stable color; the candidate must be another one",
-                &*r.candidate
-            ),
-        ),
-        Some(_) => {}
-    }
-    if r.steps.is_empty() {
-        c.report(
-            r.steps.span(),
-            "rollout.steps: give at least one step".into(),
-        );
-    }
-    let mut steps = Vec::new();
-    for (i, s) in r.steps.iter().enumerate() {
-        let weight = match u32::try_from(*s.weight) {
-            Ok(w) if w <= 100 => w,
-            _ => {
-                c.report(
-                    s.weight.span(),
-                    format!(
-                        "rollout.steps[{i}].weight is a percent: 0 to 100, not {}",
-                        *s.weight
-                    ),
-                );
-                0
-            }
-        };
-        let hold = c.duration(
-            &format!("rollout.steps[{i}].hold"),
-            Some(&s.hold),
-            Duration::from_secs(30),
-        );
-        steps.push(Step { weight, hold });
-    }
-    let candidate = candidate.filter(|i| Some(*i) != stable)?;
-    (!steps.is_empty()).then_some(Rollout { candidate, steps })
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::window::QualitySummary;
+use super::window::{QualitySummary, ShadowCounts};
 use crate::policy::Quality;
 
 /// What a candidate's answers are compared with: the stable color's answers over the window, or,
@@ -107,6 +107,28 @@ pub fn judge(
         }
     }
     None
+}
+
+/// Judges a shadow color's agreement with the served answers; `Some` is the reason for a
+/// rollback. `by_label`: answers were compared by label, else by status class.
+pub fn agreement(
+    min_agreement: f64,
+    min_samples: u64,
+    window: Duration,
+    shadow: &ShadowCounts,
+    by_label: bool,
+) -> Option<String> {
+    let n = shadow.compared();
+    let share = shadow.agreement()?;
+    if n < min_samples || share >= min_agreement {
+        return None;
+    }
+    Some(format!(
+        "agreement {share:.2} < {min_agreement} over {} ({n} compared answers): {} of the mirrored answers' {} differed from the served ones",
+        humantime::format_duration(window),
+        shadow.mismatched,
+        if by_label { "labels" } else { "status classes" },
+    ))
 }
 
 #[cfg(test)]
@@ -241,6 +263,35 @@ mod tests {
             Some(&stable)
         )
         .is_some());
+    }
+
+    #[test]
+    fn agreement_below_the_limit_with_enough_compared_answers_is_a_breach() {
+        let counts = |matched, mismatched| ShadowCounts {
+            mirrored: matched + mismatched + 7,
+            matched,
+            mismatched,
+            errors: 5,
+            skipped: 2,
+        };
+        assert_eq!(agreement(0.9, 100, W, &counts(95, 5), true), None);
+        assert_eq!(
+            agreement(0.9, 100, W, &counts(50, 49), true),
+            None,
+            "99 < min_samples"
+        );
+        assert_eq!(
+            agreement(0.9, 100, W, &counts(42, 58), true).unwrap(),
+            "agreement 0.42 < 0.9 over 30s (100 compared answers): 58 of the mirrored answers' labels differed from the served ones"
+        );
+        assert!(agreement(0.9, 100, W, &counts(0, 100), false)
+            .unwrap()
+            .contains("status classes"));
+        assert_eq!(
+            agreement(0.9, 1, W, &ShadowCounts::default(), true),
+            None,
+            "nothing compared"
+        );
     }
 
     #[test]

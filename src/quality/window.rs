@@ -79,6 +79,42 @@ impl AnswerCounts {
     }
 }
 
+/// What a shadow color's mirrored answers did, compared with the answers the clients got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShadowCounts {
+    /// Copies sent.
+    pub mirrored: u64,
+    /// Compared and equal.
+    pub matched: u64,
+    /// Compared and different.
+    pub mismatched: u64,
+    /// The mirror failed: no answer, or a 5xx.
+    pub errors: u64,
+    /// Not sent (the in-flight bound, a body over `max_body`), or nothing to compare with.
+    pub skipped: u64,
+}
+
+impl ShadowCounts {
+    /// Adds another bucket's counts.
+    pub fn add(&mut self, o: &ShadowCounts) {
+        self.mirrored += o.mirrored;
+        self.matched += o.matched;
+        self.mismatched += o.mismatched;
+        self.errors += o.errors;
+        self.skipped += o.skipped;
+    }
+
+    /// Answers compared.
+    pub fn compared(&self) -> u64 {
+        self.matched + self.mismatched
+    }
+
+    /// Share of compared answers that agreed, if any were compared.
+    pub fn agreement(&self) -> Option<f64> {
+        (self.compared() > 0).then(|| self.matched as f64 / self.compared() as f64)
+    }
+}
+
 /// A color's answers over a window, with labels by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualitySummary {

@@ -15,6 +15,8 @@ impl Inner {
         let now = Instant::now();
         let p = self.policy.clone();
         let weights = self.machine.weights(&p);
+        // The color getting mirrored copies is judged on them, with or without live weight.
+        let mirror = self.machine.mirror(&p).map(|m| m.color);
         if let Some(q) = &p.quality {
             let stable = p.stable_name();
             let answers = self
@@ -24,7 +26,11 @@ impl Inner {
             self.baseline = Baseline::update(self.baseline.take(), answers, q.min_samples);
         }
         for (i, c) in p.colors.iter().enumerate() {
-            if i == p.stable || weights[i] == 0 || self.machine.rolled_back.contains_key(&c.name) {
+            let shadowed = mirror == Some(i);
+            if i == p.stable
+                || (weights[i] == 0 && !shadowed)
+                || self.machine.rolled_back.contains_key(&c.name)
+            {
                 continue;
             }
             let statuses: Vec<Status> = c
@@ -47,6 +53,21 @@ impl Inner {
                 let summary = outcomes.summary(now, p.rollback.window, p.rollback.max_p99_latency);
                 rollout::judge(&p.rollback, &summary)
             };
+            // A shadow's own measure first: answer for answer, did it agree with the served one?
+            let breach = breach.or_else(|| {
+                if !shadowed {
+                    return None;
+                }
+                let q = p.quality.as_ref();
+                let why = quality::agreement(
+                    p.mirroring.min_agreement,
+                    q.map_or(DEFAULT_MIN_SAMPLES, |q| q.min_samples),
+                    p.rollback.window,
+                    &outcomes.shadow(now, p.rollback.window),
+                    q.is_some(),
+                )?;
+                Some((Kind::Quality, why))
+            });
             let breach = breach.or_else(|| {
                 let q = p.quality.as_ref()?;
                 let answers = outcomes
@@ -72,6 +93,9 @@ impl Inner {
         }
     }
 }
+
+/// Compared answers before agreement judges, without `quality.min_samples`.
+const DEFAULT_MIN_SAMPLES: u64 = 100;
 
 fn health_count(n: u32) -> String {
     if n == 1 {

@@ -176,6 +176,7 @@ fn placeholder(policy: &Policy) -> Snapshot {
         outcomes: &(0..n)
             .map(|_| Arc::new(Outcomes::new(Instant::now())))
             .collect::<Vec<_>>(),
+        mirror: None,
         control: Control {
             state: crate::state::StateName::Steady,
             rollout: None,
@@ -219,15 +220,20 @@ impl Inner {
                 self.outcomes_of(color).clear(Instant::now());
             }
         }
-        if before.phase != self.machine.phase {
+        // A step's count starting changes the phase too; only a new step or state is news.
+        if step_of(before.phase) != step_of(self.machine.phase) {
             match (&self.policy.rollout, self.machine.phase) {
                 (Some(r), rollout::Phase::Progressing { step, .. }) => {
+                    let s = &r.steps[step];
                     info!(
-                        "rollout of {}: step {} of {} ({}%)",
+                        "rollout of {}: step {} of {} ({})",
                         self.policy.colors[r.candidate].name,
                         step + 1,
                         r.steps.len(),
-                        r.steps[step].weight
+                        match s.shadow {
+                            Some(pct) => format!("shadow, copies of {pct}% of requests"),
+                            None => format!("{}%", s.weight),
+                        }
                     )
                 }
                 (_, phase) => info!("rollout is now {}", state_of(phase)),
@@ -270,7 +276,13 @@ impl Inner {
         for o in self.outcomes.values() {
             o.rotate(now, keep);
         }
-        let _ = self.transition(Event::Tick);
+        let progress = match &self.policy.rollout {
+            Some(r) => self
+                .outcomes_of(&self.policy.colors[r.candidate].name.clone())
+                .progress(),
+            None => Default::default(),
+        };
+        let _ = self.transition(Event::Tick(progress));
         self.judge();
     }
 
@@ -294,6 +306,15 @@ impl Inner {
                 let _ = reply.send(r);
             }
         }
+    }
+}
+
+fn step_of(phase: rollout::Phase) -> (&'static str, Option<usize>) {
+    match phase {
+        rollout::Phase::Progressing { step, .. } | rollout::Phase::Paused { step, .. } => {
+            (state_of(phase), Some(step))
+        }
+        _ => (state_of(phase), None),
     }
 }
 

@@ -37,19 +37,25 @@ impl Inner {
         let outcomes: Vec<Arc<Outcomes>> =
             p.colors.iter().map(|c| self.outcomes_of(&c.name)).collect();
         let now = Instant::now();
-        let rollout = p.rollout.as_ref().map(|r| RolloutView {
-            candidate: p.colors[r.candidate].name.clone(),
-            step: match self.machine.phase {
+        let rollout = p.rollout.as_ref().map(|r| {
+            let at = match self.machine.phase {
                 rollout::Phase::Progressing { step, .. } | rollout::Phase::Paused { step, .. } => {
-                    step + 1
+                    Some(step)
                 }
-                _ => r.steps.len(),
-            },
-            steps: r.steps.len(),
-            next_at: self
-                .machine
-                .next_at(&p)
-                .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
+                _ => None,
+            };
+            RolloutView {
+                candidate: p.colors[r.candidate].name.clone(),
+                step: at.map_or(r.steps.len(), |s| s + 1),
+                steps: r.steps.len(),
+                shadow: at.is_some_and(|s| r.steps[s].shadow.is_some()),
+                counting: self.machine.step_count(&p),
+                candidate_index: r.candidate,
+                next_at: self
+                    .machine
+                    .next_at(&p)
+                    .map(|at| SystemTime::now() + at.saturating_duration_since(now)),
+            }
         });
         let rollback = self
             .machine
@@ -68,6 +74,7 @@ impl Inner {
             rolled_back: &rolled_back,
             health: &health,
             outcomes: &outcomes,
+            mirror: self.machine.mirror(&p),
             control: Control {
                 state: self.machine.state(),
                 rollout,
@@ -81,6 +88,9 @@ impl Inner {
             snap.colors[i].metrics.touch();
             if p.quality.is_some() {
                 snap.colors[i].metrics.touch_answers();
+            }
+            if snap.mirror.is_some_and(|m| m.color == i) {
+                snap.colors[i].metrics.touch_shadow();
             }
             metrics::touch_rollbacks(&c.name);
             for (b, h) in c.backends.iter().zip(&health[i]) {

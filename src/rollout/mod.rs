@@ -8,8 +8,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::outcomes::Summary;
-use crate::policy::{Policy, RollbackLimits};
+mod judge;
+
+pub use judge::judge;
+
+use crate::policy::{Mirror, Policy, Step};
 use crate::state::StateName;
 
 /// Where a configured rollout stands.
@@ -23,6 +26,8 @@ pub enum Phase {
         step: usize,
         /// When the hold began (shifted on resume so that paused time does not count).
         since: Instant,
+        /// The candidate's judged-request count when the step began (known at the first tick).
+        from: Option<u64>,
     },
     /// Frozen on `step` with `remaining` of its hold left.
     Paused {
@@ -30,6 +35,8 @@ pub enum Phase {
         step: usize,
         /// Hold left when paused.
         remaining: Duration,
+        /// As in `Progressing`: requests judged while paused count towards the step.
+        from: Option<u64>,
     },
     /// The candidate is at 100% and every hold is done (or an operator promoted it).
     Promoted,
@@ -74,11 +81,51 @@ pub struct RolledBack {
     pub at: SystemTime,
 }
 
+/// The candidate's judged requests since blueshift started: live requests it answered, and
+/// mirrored answers compared with the served ones. A step counts from where they stood when it
+/// began: compared answers on a shadow step, live requests on a weight step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Live requests answered.
+    pub requests: u64,
+    /// Mirrored answers compared.
+    pub compared: u64,
+}
+
+impl Progress {
+    /// The count a step waits on.
+    pub fn of(self, step: &Step) -> u64 {
+        match step.shadow {
+            Some(_) => self.compared,
+            None => self.requests,
+        }
+    }
+}
+
+/// How far a step that waits for requests has come.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepCount {
+    /// The step.
+    pub step: Step,
+    /// The count when it began (known from its first tick).
+    pub from: Option<u64>,
+}
+
+impl StepCount {
+    /// Judged requests so far, and the number waited for.
+    pub fn at(&self, now: Progress) -> (u64, u64) {
+        let counted = self
+            .from
+            .map_or(0, |f| now.of(&self.step).saturating_sub(f));
+        (counted, self.step.min_requests)
+    }
+}
+
 /// What happens to the machine.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// Time passed; step holds may end.
-    Tick,
+    /// Time passed (step holds may end), and the candidate has been judged this much.
+    Tick(Progress),
     /// The supervisor judged `color` bad.
     Breach {
         /// Color name.
@@ -118,6 +165,7 @@ impl Machine {
                 Some(_) => Phase::Progressing {
                     step: 0,
                     since: now,
+                    from: None,
                 },
                 None => Phase::Steady,
             },
@@ -158,11 +206,44 @@ impl Machine {
     /// When the current step's hold ends, if the clock runs.
     pub fn next_at(&self, p: &Policy) -> Option<Instant> {
         match (self.phase, &p.rollout) {
-            (Phase::Progressing { step, since }, Some(r)) if !self.candidate_rolled_back(p) => {
+            (Phase::Progressing { step, since, .. }, Some(r)) if !self.candidate_rolled_back(p) => {
                 Some(since + r.steps[step].hold)
             }
             _ => None,
         }
+    }
+
+    /// The step's judged requests so far and the number it waits for, if it waits for any.
+    pub fn step_progress(&self, p: &Policy, now: Progress) -> Option<(u64, u64)> {
+        self.step_count(p).map(|c| c.at(now))
+    }
+
+    /// What the current step counts, if it waits for requests.
+    pub fn step_count(&self, p: &Policy) -> Option<StepCount> {
+        let (Phase::Progressing { step, from, .. } | Phase::Paused { step, from, .. }, Some(r)) =
+            (self.phase, &p.rollout)
+        else {
+            return None;
+        };
+        let s = r.steps[step];
+        (s.min_requests > 0).then_some(StepCount { step: s, from })
+    }
+
+    /// Where live requests are mirrored now: the candidate on a rollout's shadow step, else the
+    /// standing `shadow` color; never a rolled-back color.
+    pub fn mirror(&self, p: &Policy) -> Option<Mirror> {
+        let on_step = match (self.phase, &p.rollout) {
+            (Phase::Progressing { step, .. } | Phase::Paused { step, .. }, Some(r)) => {
+                r.steps[step].shadow.map(|percent| Mirror {
+                    color: r.candidate,
+                    percent,
+                })
+            }
+            _ => None,
+        };
+        on_step
+            .or(p.shadow)
+            .filter(|m| !self.rolled_back.contains_key(&p.colors[m.color].name))
     }
 
     fn candidate_rolled_back(&self, p: &Policy) -> bool {
@@ -174,22 +255,33 @@ impl Machine {
     /// Applies one event.
     pub fn on(&mut self, p: &Policy, event: Event, now: Instant, wall: SystemTime) -> Outcome {
         match event {
-            Event::Tick => {
+            Event::Tick(progress) => {
                 // A rolled-back candidate stops the clock: nothing advances past a bad step.
                 while let (Some(at), Some(r)) = (self.next_at(p), &p.rollout) {
-                    if now < at {
-                        break;
-                    }
-                    let Phase::Progressing { step, .. } = self.phase else {
+                    let Phase::Progressing { step, since, from } = self.phase else {
                         break;
                     };
-                    self.phase = if step + 1 < r.steps.len() {
-                        Phase::Progressing {
+                    let s = &r.steps[step];
+                    let Some(from) = from else {
+                        // The step's count starts at the first tick that knows it.
+                        self.phase = Phase::Progressing {
+                            step,
+                            since,
+                            from: Some(progress.of(s)),
+                        };
+                        continue;
+                    };
+                    if now < at || progress.of(s).saturating_sub(from) < s.min_requests {
+                        break;
+                    }
+                    self.phase = match r.steps.get(step + 1) {
+                        Some(next) => Phase::Progressing {
                             step: step + 1,
-                            since: at,
-                        }
-                    } else {
-                        Phase::Promoted
+                            // A step that waited for requests ends now, not when its hold did.
+                            since: if s.min_requests > 0 { now } else { at },
+                            from: Some(progress.of(next)),
+                        },
+                        None => Phase::Promoted,
                     };
                 }
                 Ok(())
@@ -214,12 +306,16 @@ impl Machine {
             }
             Event::Rollback => {
                 let weights = self.weights(p);
+                // Colors with live traffic, and the one receiving mirrored copies.
+                let mirror = self.mirror(p).map(|m| m.color);
                 let targets: Vec<String> = p
                     .colors
                     .iter()
                     .enumerate()
                     .filter(|(i, c)| {
-                        *i != p.stable && weights[*i] > 0 && !self.rolled_back.contains_key(&c.name)
+                        *i != p.stable
+                            && (weights[*i] > 0 || mirror == Some(*i))
+                            && !self.rolled_back.contains_key(&c.name)
                     })
                     .map(|(_, c)| c.name.clone())
                     .collect();
@@ -263,13 +359,17 @@ impl Machine {
                 Ok(())
             }
             Event::Pause => match self.phase {
-                Phase::Progressing { step, since } => {
+                Phase::Progressing { step, since, from } => {
                     let hold = p
                         .rollout
                         .as_ref()
                         .map_or(Duration::ZERO, |r| r.steps[step].hold);
                     let remaining = hold.saturating_sub(now.saturating_duration_since(since));
-                    self.phase = Phase::Paused { step, remaining };
+                    self.phase = Phase::Paused {
+                        step,
+                        remaining,
+                        from,
+                    };
                     Ok(())
                 }
                 Phase::Paused { .. } => Err("the rollout is already paused".into()),
@@ -279,18 +379,29 @@ impl Machine {
             Event::Resume => {
                 if !self.rolled_back.is_empty() {
                     self.rolled_back.clear();
-                    // The step that failed starts its hold again, from now.
+                    // The step that failed starts again, its hold and its count from now.
                     if let Phase::Progressing { step, .. } = self.phase {
-                        self.phase = Phase::Progressing { step, since: now };
+                        self.phase = Phase::Progressing {
+                            step,
+                            since: now,
+                            from: None,
+                        };
                     }
                     return Ok(());
                 }
                 match (self.phase, &p.rollout) {
-                    (Phase::Paused { step, remaining }, Some(r)) => {
+                    (
+                        Phase::Paused {
+                            step,
+                            remaining,
+                            from,
+                        },
+                        Some(r),
+                    ) => {
                         let since = (now + remaining)
                             .checked_sub(r.steps[step].hold)
                             .unwrap_or(now);
-                        self.phase = Phase::Progressing { step, since };
+                        self.phase = Phase::Progressing { step, since, from };
                         Ok(())
                     }
                     _ => Err(
@@ -330,53 +441,8 @@ impl Machine {
 }
 
 /// What identifies a rollout across reloads: candidate name and steps.
-fn rollout_key(p: &Policy) -> Option<(String, Vec<(u32, Duration)>)> {
-    p.rollout.as_ref().map(|r| {
-        (
-            p.colors[r.candidate].name.clone(),
-            r.steps.iter().map(|s| (s.weight, s.hold)).collect(),
-        )
-    })
-}
-
-/// Judges one color's recent outcomes; `Some` is a breach worth a rollback.
-pub fn judge(limits: &RollbackLimits, s: &Summary) -> Option<(Kind, String)> {
-    let window = humantime::format_duration(limits.window);
-    let limit = humantime::format_duration(limits.max_p99_latency);
-    if s.requests >= limits.min_requests {
-        if s.error_rate() > limits.max_error_rate {
-            return Some((
-                Kind::ErrorRate,
-                format!(
-                    "error rate {:.2} > {} over {window} ({} requests)",
-                    s.error_rate(),
-                    limits.max_error_rate,
-                    s.requests
-                ),
-            ));
-        }
-        if s.p99 > limits.max_p99_latency {
-            return Some((
-                Kind::Latency,
-                format!(
-                    "p99 latency {} > {limit} over {window} ({} requests)",
-                    humantime::format_duration(Duration::from_millis(s.p99.as_millis() as u64)),
-                    s.requests
-                ),
-            ));
-        }
-    }
-    // A hung model answers nothing to judge: the requests waiting on it past the limit count as
-    // slower than it, so more than 1% of them (with the slow answers) is a p99 over the limit.
-    let total = s.requests + s.stuck;
-    if s.stuck > 0 && total >= limits.min_requests && (s.slow + s.stuck) * 100 > total {
-        return Some((
-            Kind::Latency,
-            format!(
-                "p99 latency > {limit} over {window}: {} requests waiting longer, {} answered slower ({total} requests)",
-                s.stuck, s.slow,
-            ),
-        ));
-    }
-    None
+fn rollout_key(p: &Policy) -> Option<(String, Vec<Step>)> {
+    p.rollout
+        .as_ref()
+        .map(|r| (p.colors[r.candidate].name.clone(), r.steps.clone()))
 }

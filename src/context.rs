@@ -1,0 +1,128 @@
+//! The per-request context of the proxy: what a request has decided and seen so far, and what
+//! it leaves behind when it ends (metrics, its color's window, what its answer said, and the
+//! answer handed to a mirror waiting to compare).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora_core::upstreams::peer::HttpPeer;
+
+use crate::outcomes::Started;
+use crate::policy::LatencyMode;
+use crate::quality::{Answer, Tap};
+use crate::shadow::{Draft, Seen, Served};
+use crate::state::Snapshot;
+
+/// Per-request context.
+pub struct Ctx {
+    pub(crate) snap: Option<Arc<Snapshot>>,
+    /// The color serving the request; may change to stable on connect failures.
+    pub(crate) color: Option<usize>,
+    /// Whether the response should (re-)issue the affinity cookie.
+    pub(crate) assign: bool,
+    /// Backends whose connect failed, so a retry goes elsewhere.
+    pub(crate) tried: Vec<SocketAddr>,
+    pub(crate) started: Instant,
+    /// The color this request is counted in flight on, until the context is dropped (or, when
+    /// the latency judged is to the first byte, until that byte).
+    pub(crate) in_flight: Option<(usize, Started)>,
+    /// When the first byte of the answer's body arrived, after `started`.
+    pub(crate) first_byte: Option<Duration>,
+    /// Reads the answer, with quality gates on (or to compare it with a mirror's).
+    pub(crate) tap: Option<Tap>,
+    /// The copy of this request being made for the shadow color, until its body is read.
+    pub(crate) mirror: Option<Draft>,
+    /// The mirror in flight, waiting for this request's answer to compare with.
+    pub(crate) served: Option<Served>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // Dropped at the end of every request, whichever way it ended.
+        self.end_in_flight();
+    }
+}
+
+impl Ctx {
+    /// This request no longer waits on its color.
+    pub(crate) fn end_in_flight(&mut self) {
+        if let (Some(snap), Some((color, started))) = (&self.snap, self.in_flight.take()) {
+            snap.colors[color].outcomes.finish(started);
+        }
+    }
+
+    /// Excludes `peer` from this request's retries and counts the failure against its color.
+    pub(crate) fn give_up_on(&mut self, peer: &HttpPeer) {
+        if let Some(addr) = peer._address.as_inet() {
+            self.tried.push(*addr);
+        }
+        if let (Some(snap), Some(color)) = (&self.snap, self.color) {
+            snap.colors[color].outcomes.record_failed_attempt();
+        }
+    }
+}
+
+impl Ctx {
+    /// A context for a request that arrives now.
+    pub fn new() -> Ctx {
+        Ctx {
+            snap: None,
+            color: None,
+            assign: false,
+            tried: Vec::new(),
+            started: Instant::now(),
+            in_flight: None,
+            first_byte: None,
+            tap: None,
+            mirror: None,
+            served: None,
+        }
+    }
+
+    /// Records the finished request: `status` is what the client got, if anything, and
+    /// `failed` whether it ended in an error.
+    pub(crate) fn record(&mut self, status: Option<u16>, failed: bool, elapsed: Duration) {
+        let Some(snap) = self.snap.as_ref() else {
+            return;
+        };
+        let Some(c) = self.color else {
+            crate::metrics::ColorMetrics::get(crate::metrics::NO_COLOR)
+                .observe(status, elapsed.as_secs_f64());
+            return;
+        };
+        let color = &snap.colors[c];
+        color.metrics.observe(status, elapsed.as_secs_f64());
+        let first_byte = self.first_byte.unwrap_or(elapsed);
+        if status.is_some() {
+            color.metrics.observe_first_byte(first_byte.as_secs_f64());
+        }
+        // Read only complete answers, after the client has the whole of it.
+        let answer = match (self.tap.take(), &snap.policy.quality) {
+            (Some(tap), Some(q)) if !failed => Some(tap.finish(q)),
+            _ => None,
+        };
+        let counts = answer
+            .as_ref()
+            .filter(|_| color.percent > 0)
+            .map(|a| color.metrics.count_answer(a));
+        if let Some(served) = self.served.take() {
+            let _ = served.send(Seen {
+                status: status.filter(|_| !failed),
+                answer: answer.unwrap_or(Answer::Skipped),
+            });
+        }
+        let failed = failed || status.is_none_or(|s| s >= 500);
+        let latency = match snap.policy.rollback.latency {
+            LatencyMode::Total => elapsed,
+            LatencyMode::FirstByte => first_byte,
+        };
+        color.outcomes.record(failed, latency, counts.as_ref());
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx::new()
+    }
+}
