@@ -76,12 +76,20 @@ EOF
 }
 
 start_blueshift() {
-  bs_policy >"$WORK/policy.yaml"
-  RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" ${BS_PINGORA_CONF:+--pingora-conf "$BS_PINGORA_CONF"} &
+  start_blueshift_with "$WORK/policy.yaml" "$BS_PORT" "$BS_ADMIN" ""
+}
+
+# A blueshift on other ports, with a policy section added (say, quality gates) and optionally
+# another split (blue green): its pid in BS_PID_LAST.
+start_blueshift_with() {
+  local file=$1 port=$2 admin=$3 extra=$4
+  { BS_PORT=$port BS_ADMIN=$admin bs_policy "${5:-90}" "${6:-10}"; printf '%s' "$extra"; } >"$file"
+  RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$file" ${BS_PINGORA_CONF:+--pingora-conf "$BS_PINGORA_CONF"} &
   PIDS+=($!)
-  wait_port "$BS_PORT"
+  BS_PID_LAST=$!
+  wait_port "$port"
   for _ in $(seq 100); do
-    curl -sf "127.0.0.1:$BS_ADMIN/status" | grep -q '"health": "unknown"' || return 0
+    curl -sf "127.0.0.1:$admin/status" | grep -q '"health": "unknown"' || return 0
     sleep 0.05
   done
 }

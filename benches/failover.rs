@@ -2,9 +2,10 @@
 //!
 //! `cargo bench --bench failover` starts two model servers and the release `blueshift` with
 //! the demo's limits (health every 1s, unhealthy after 2, error rate 5%, p99 2s, min 20
-//! requests), sends a steady open-loop 200 requests/s (a new connection each), makes green fail
-//! in one of three ways, and prints the time from the failure to green's last response and to
-//! the rollback, with every client-visible error counted.
+//! requests; the demo's quality gates, min 30 answers), sends a steady open-loop 200 requests/s
+//! (a new connection each, each input different), makes green fail in one of six ways, and prints
+//! the time from the failure to green's last response and to the rollback, with every
+//! client-visible error and every answer green still gave counted.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -23,12 +24,12 @@ struct Sample {
     green: bool,
 }
 
-async fn one(addr: SocketAddr) -> (u16, bool) {
+async fn one(addr: SocketAddr, n: u64) -> (u16, bool) {
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
         return (0, false);
     };
-    let req = b"GET /predict HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
-    if s.write_all(req).await.is_err() {
+    let req = format!("GET /predict?id={n} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
         return (0, false);
     }
     let mut buf = Vec::new();
@@ -70,7 +71,7 @@ fn scenario(kind: &str) {
     std::fs::write(
         &path,
         format!(
-            "listen: {addr}\nadmin: {admin}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n  green:\n    backends: [{{addr: {}}}]\nstable: blue\nsplit: {{blue: 90, green: 10}}\nhealth: {{interval: 1s, timeout: 1s, healthy_after: 2, unhealthy_after: 2}}\nrollback: {{max_error_rate: 0.05, max_p99_latency: 2s, window: 30s, min_requests: 20}}\n",
+            "listen: {addr}\nadmin: {admin}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n  green:\n    backends: [{{addr: {}}}]\nstable: blue\nsplit: {{blue: 90, green: 10}}\nhealth: {{interval: 1s, timeout: 1s, healthy_after: 2, unhealthy_after: 2}}\nrollback: {{max_error_rate: 0.05, max_p99_latency: 2s, window: 30s, min_requests: 20}}\nquality: {{prediction: /prediction, score: /confidence, min_samples: 30}}\n",
             blue.addr, green.addr
         ),
     )
@@ -99,13 +100,15 @@ fn scenario(kind: &str) {
     let (s2, stop2, w2) = (samples.clone(), stop.clone(), waiting.clone());
     let driver = rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+        let mut n = 0;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             tick.tick().await;
             let (s3, w3) = (s2.clone(), w2.clone());
+            n += 1;
             tokio::spawn(async move {
                 let sent = Instant::now();
                 w3.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (status, green) = one(addr).await;
+                let (status, green) = one(addr, n).await;
                 w3.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 s3.lock().unwrap().push(Sample {
                     sent,
@@ -122,6 +125,8 @@ fn scenario(kind: &str) {
         "killed" => green.stop(),
         "500s" => green.controls.set_mode(Mode::Failing),
         "hung" => green.controls.set_delay(Duration::from_secs(3600)),
+        "wrong" => green.controls.set_mode(Mode::Wrong),
+        "notjson" => green.controls.set_mode(Mode::NotJson),
         _ => green.controls.set_delay(Duration::from_millis(2500)),
     }
     let mut rolled = None;
@@ -145,12 +150,13 @@ fn scenario(kind: &str) {
         .map(|s| s.sent.duration_since(failed_at))
         .max();
     let errors = after.iter().filter(|s| s.status != 200).count();
+    let from_green = after.iter().filter(|s| s.green && s.status == 200).count();
     let slow = after
         .iter()
         .filter(|s| s.done.duration_since(s.sent) > Duration::from_secs(2))
         .count();
     println!(
-        "{kind:<8} rolled back after {:>7}  last new request to green {:>7} after the failure  client errors {errors:>3}  responses >2s {slow:>3}  unanswered {unanswered:>3}  ({} requests after the failure)",
+        "{kind:<8} rolled back after {:>7}  last new request to green {:>7} after the failure  client errors {errors:>3}  200s from green {from_green:>3}  responses >2s {slow:>3}  unanswered {unanswered:>3}  ({} requests after the failure)",
         rolled.map_or("never".into(), |d| format!("{:.2}s", d.as_secs_f64())),
         last_green.map_or("-".into(), |d| format!("{:.2}s", d.as_secs_f64())),
         after.len() + unanswered
@@ -165,7 +171,7 @@ fn main() {
         return;
     }
     println!("failover at {RATE} requests/s, split 90/10, demo limits:");
-    for kind in ["killed", "500s", "slow", "hung"] {
+    for kind in ["killed", "500s", "slow", "hung", "wrong", "notjson"] {
         scenario(kind);
     }
 }
