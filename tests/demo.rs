@@ -30,6 +30,14 @@ fn status() -> serde_json::Value {
     serde_json::from_str(&get(addr(ADMIN), "/status", &[]).unwrap().body).unwrap()
 }
 
+fn resume_from_the_cli() {
+    let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
+        .arg("resume")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
     // Run away from the checkout so the demo writes its own copy of the policy.
@@ -100,11 +108,7 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
 
     // Heal it and resume from the CLI, as the banner says.
     assert_eq!(post(addr(GREEN), "/demo/healthy", &[]).unwrap().status, 200);
-    let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .arg("resume")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    resume_from_the_cli();
     assert_eq!(status()["state"], "steady");
     eventually("green to take new sessions again", || {
         (get(addr(PROXY), "/predict", &[]).unwrap().color() == "green").then_some(())
@@ -128,11 +132,7 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
         "{s}"
     );
     assert_eq!(post(addr(GREEN), "/demo/healthy", &[]).unwrap().status, 200);
-    let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .arg("resume")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    resume_from_the_cli();
 
     // Ctrl-C stops everything and frees the ports.
     let ok = Command::new("kill")

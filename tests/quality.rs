@@ -111,11 +111,7 @@ fn a_candidate_answering_wrong_labels_is_rolled_back_for_quality_with_no_client_
         assert_eq!(p.get("/predict?id=1", &[]).color(), "blue");
     }
     // The operator's view: a quality line per color, and the reason in words.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .args(["status", "--admin", &p.admin.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
+    let out = p.cli_status();
     assert!(out.contains("QUALITY        ANSWERS  LABELS"), "{out}");
     let line = |color: &str| {
         out.lines()

@@ -330,11 +330,7 @@ fn a_rollout_walks_from_a_shadow_step_through_weights_to_promoted() {
         "no mirroring once past the shadow step"
     );
     // The CLI shows the shadow step in the rollout bar.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .args(["status", "--admin", &p.admin.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
+    let out = p.cli_status();
     assert!(
         out.contains("step 3 of 3: shadow 100% > 50% > [100%]"),
         "{out}"
@@ -374,11 +370,7 @@ fn a_failing_shadow_step_is_rolled_back_without_the_candidate_answering_anyone()
     std::thread::sleep(Duration::from_millis(300));
     send(&p, 50);
     assert_eq!(p.status()["rollout"]["step"], 1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .args(["status", "--admin", &p.admin.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
+    let out = p.cli_status();
     assert!(out.contains("step 1 of 2: [shadow 100%] > 50%"), "{out}");
 }
 
@@ -401,11 +393,7 @@ fn a_shadow_step_with_a_live_shadow_block_shows_its_agreement_in_the_cli() {
         (25..=75).contains(&compared),
         "50% of 100 mirrored: {compared}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .args(["status", "--admin", &p.admin.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
+    let out = p.cli_status();
     assert!(out.contains("shadow    green  copies of 50%"), "{out}");
     assert!(
         out.contains("compared by label, agreement 100% (min 90%), 0 errors, 0 skipped"),

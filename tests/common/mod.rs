@@ -211,6 +211,16 @@ impl Proxy {
         })
     }
 
+    /// `blueshift status` against this proxy, as an operator reads it (plain text).
+    pub fn cli_status(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
+            .args(["status", "--admin", &self.admin.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `POST path` on the admin API.
     pub fn admin_post(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         post(self.admin, path, headers).unwrap()
