@@ -284,17 +284,25 @@ fn streams_still_arrive_event_by_event_with_quality_on() {
     m.start("v1");
     m.start("v2");
     let p = Proxy::start(&policy(&m, (100, 0), STREAM_GATES));
-    let (sent, arrivals) = stream_arrivals(p.addr, "/stream?events=5&gap=150");
+    let gap = Duration::from_millis(300);
+    let (sent, arrivals) = stream_arrivals(p.addr, "/stream?events=5&gap=300");
     assert_eq!(arrivals.len(), 7, "5 tokens, the finish and [DONE]");
-    // Each event reaches the client as the model sends it, ~150 ms apart, not all at the end.
+    // Each event reaches the client as the model sends it, 300 ms apart, not all at the end:
+    // the first long before the second is even written, each within 250 ms of its schedule.
+    let first = arrivals[0].0;
     assert!(
-        arrivals[0].0 - sent < Duration::from_millis(120),
+        first - sent < gap - Duration::from_millis(50),
         "first token after {:?}",
-        arrivals[0].0 - sent
+        first - sent
     );
-    for w in arrivals.windows(2).take(5) {
-        let gap = w[1].0 - w[0].0;
-        assert!(gap >= Duration::from_millis(100), "events {gap:?} apart");
+    for (i, (at, _)) in arrivals.iter().enumerate().take(6) {
+        let due = gap * i as u32;
+        let late = (*at - first).saturating_sub(due);
+        assert!(
+            *at - first + Duration::from_millis(50) >= due && late < Duration::from_millis(250),
+            "event {i} arrived {:?} after the first, due at {due:?}",
+            *at - first
+        );
     }
     p.wait_metrics(&["blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 1"]);
 }

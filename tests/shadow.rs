@@ -252,11 +252,6 @@ fn a_hung_shadow_holds_at_most_max_in_flight_mirrors_and_the_rest_are_skipped() 
         8,
         "8 mirrors hang, no more were sent"
     );
-    assert!(
-        m.servers[g].controls.connections() <= 8 + 1,
-        "{} connections",
-        m.servers[g].controls.connections()
-    );
     let s = p.status();
     assert_eq!(
         (
