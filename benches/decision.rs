@@ -49,6 +49,7 @@ override_header: x-blueshift-color
             rollback: None,
             last_reload: ReloadView::default(),
             restart_required: vec![],
+            tls: vec![],
         },
     })
 }

@@ -244,6 +244,7 @@ pub fn status(s: &Snapshot) -> Value {
                 })
                 .collect();
             let mut color = json!({
+                "protocol": s.policy.colors[i].protocol.as_str(),
                 "backends": backends,
                 "split_weight": s.policy.split[i],
                 "eligible": s.table.eligible[i],
@@ -289,5 +290,12 @@ pub fn status(s: &Snapshot) -> Value {
             "at": ctl.last_reload.at.map(rfc3339),
         },
         "restart_required": ctl.restart_required,
+        "tls": ctl.tls.iter().map(|(addr, info)| json!({
+            "listener": addr.to_string(),
+            "cert": info.files.cert.display().to_string(),
+            "subject": info.subject,
+            "expires": rfc3339(info.not_after),
+            "error": info.error,
+        })).collect::<Vec<_>>(),
     })
 }

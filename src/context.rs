@@ -35,6 +35,8 @@ pub struct Ctx {
     pub(crate) mirror: Option<Draft>,
     /// The mirror in flight, waiting for this request's answer to compare with.
     pub(crate) served: Option<Served>,
+    /// A gRPC call: its `grpc-status`, once the headers or trailers said it.
+    pub(crate) grpc: Option<Option<u8>>,
 }
 
 impl Drop for Ctx {
@@ -77,6 +79,7 @@ impl Ctx {
             tap: None,
             mirror: None,
             served: None,
+            grpc: None,
         }
     }
 
@@ -112,7 +115,13 @@ impl Ctx {
                 answer: answer.unwrap_or(Answer::Skipped),
             });
         }
-        let failed = failed || status.is_none_or(|s| s >= 500);
+        let mut failed = failed || status.is_none_or(|s| s >= 500);
+        if let Some(seen) = self.grpc {
+            // A gRPC call fails by its status, whatever the HTTP status said.
+            let code = crate::grpc::final_status(seen);
+            color.metrics.count_grpc(code);
+            failed |= crate::grpc::is_error(code);
+        }
         let latency = match snap.policy.rollback.latency {
             LatencyMode::Total => elapsed,
             LatencyMode::FirstByte => first_byte,

@@ -14,7 +14,10 @@
 //! - [`context`]: the per-request context, and what a finished request records.
 //! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
 //! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
-//! - [`health`]: active health checks and their consecutive-result counting.
+//! - [`grpc`]: a gRPC call's status, and which statuses count as the model failing.
+//! - [`upstream`]: Pingora peers that speak each color's protocol (HTTP/1.1, h2c, TLS, h2).
+//! - [`health`]: active health checks (HTTP or gRPC, over the color's protocol) and their
+//!   consecutive-result counting.
 //! - [`rollout`]: the pure rollout/rollback state machine and the rollback judge.
 //! - [`persist`]: the state file that keeps rollbacks and pauses across restarts.
 //! - [`supervisor`]: the single writer of snapshots, driving all of the above.
@@ -22,6 +25,7 @@
 //! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, actions).
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
+//! - [`tls`]: listeners' certificate pairs (loaded, checked, swapped live) and upstream CAs.
 //! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
 //! - [`cli`]: `blueshift check`, `status` and the admin actions.
 //! - [`client`]: the CLI's small HTTP client for the admin API.
@@ -34,6 +38,7 @@ pub mod client;
 pub mod context;
 pub mod demo;
 pub mod forwarded;
+pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod model_server;
@@ -50,6 +55,8 @@ pub mod shadow;
 pub mod split;
 pub mod state;
 pub mod supervisor;
+pub mod tls;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

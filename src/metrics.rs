@@ -62,6 +62,10 @@ metric!(SCORE: HistogramVec = register_histogram_vec!(
     "blueshift_prediction_score", "Scores read from answers, by color.", &["color"], SCORE_BUCKETS.to_vec()));
 metric!(INSPECTED: IntCounterVec = register_int_counter_vec!(
     "blueshift_answers_inspected_total", "Answers read by the quality gates, by color and result (valid, invalid, skipped).", &["color", "result"]));
+metric!(CERT_EXPIRY: IntGaugeVec = register_int_gauge_vec!(
+    "blueshift_tls_certificate_expiry_seconds", "When the certificate a TLS listener serves expires (Unix time).", &["listener"]));
+metric!(GRPC: IntCounterVec = register_int_counter_vec!(
+    "blueshift_grpc_responses_total", "gRPC calls by color and final grpc-status (OK, UNAVAILABLE, ...).", &["color", "code"]));
 metric!(SHADOW: IntCounterVec = register_int_counter_vec!(
     "blueshift_shadow_requests_total", "Mirrored requests by shadow color and outcome (match, mismatch, error, skipped).", &["color", "outcome"]));
 
@@ -88,6 +92,8 @@ pub struct ColorMetrics {
     other: IntCounter,
     /// `match`, `mismatch`, `error`, `skipped`.
     shadow: [IntCounter; 4],
+    /// By gRPC status code, created on first use.
+    grpc: [OnceLock<IntCounter>; 17],
 }
 
 static COLORS: Lazy<Mutex<HashMap<String, Arc<ColorMetrics>>>> = Lazy::new(Default::default);
@@ -110,6 +116,7 @@ impl ColorMetrics {
                     labels: RwLock::new(Vec::new()),
                     other: PREDICTIONS.with_label_values(&[color, OTHER_LABEL]),
                     shadow: SHADOW_OUTCOMES.map(|o| SHADOW.with_label_values(&[color, o.label()])),
+                    grpc: Default::default(),
                 })
             })
             .clone()
@@ -200,6 +207,14 @@ impl ColorMetrics {
         table.iter().map(|(l, _)| l.to_string()).collect()
     }
 
+    /// Counts a gRPC call that ended with `code`.
+    pub fn count_grpc(&self, code: u8) {
+        let i = usize::from(code).min(crate::grpc::NAMES.len() - 1);
+        self.grpc[i]
+            .get_or_init(|| GRPC.with_label_values(&[&self.name, crate::grpc::NAMES[i]]))
+            .inc();
+    }
+
     /// Counts how a mirror of this (shadow) color turned out.
     pub fn count_shadow(&self, outcome: Outcome) {
         self.shadow[outcome as usize].inc();
@@ -277,6 +292,16 @@ pub fn reloaded(ok: bool) {
     RELOADS
         .with_label_values(&[if ok { "ok" } else { "error" }])
         .inc();
+}
+
+/// Sets when a TLS listener's certificate expires.
+pub fn set_certificate_expiry(listener: &str, not_after: std::time::SystemTime) {
+    let secs = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CERT_EXPIRY
+        .with_label_values(&[listener])
+        .set(i64::try_from(secs).unwrap_or(i64::MAX));
 }
 
 /// Sets the revision gauge.

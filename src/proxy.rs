@@ -186,7 +186,8 @@ impl ProxyHttp for Blueshift {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        forwarded::add(req, client, "http")?;
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        forwarded::add(req, client, if tls { "https" } else { "http" })?;
         if let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) {
             // The copy is of what the serving model gets, X-Forwarded-For included.
             draft.start(req, snap.policy.mirroring.max_body);
@@ -236,6 +237,10 @@ impl ProxyHttp for Blueshift {
                 resp.append_header(SET_COOKIE, cookie.clone())?;
             }
         }
+        if crate::grpc::is_grpc(&resp.headers) {
+            // A trailers-only answer carries its status here; otherwise the trailers will.
+            ctx.grpc = Some(crate::grpc::status(&resp.headers));
+        }
         if let Some(q) = &snap.policy.quality {
             // Colors with weight only (a drained or overridden color's answers judge nothing),
             // and answers a mirror's will be compared with.
@@ -276,6 +281,18 @@ impl ProxyHttp for Blueshift {
             }
         }
         Ok(None)
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(status) = ctx.grpc.as_mut() {
+            *status = crate::grpc::status(trailers).or(*status);
+        }
+        Ok(())
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {

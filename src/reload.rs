@@ -1,8 +1,10 @@
-//! Reload triggers: the policy file changing on disk, and `SIGHUP`.
+//! Reload triggers: the policy file or a listener's certificate files changing on disk, and
+//! `SIGHUP`.
 //!
-//! The directory is watched rather than the file, so an editor's rename-over and a Kubernetes
-//! ConfigMap's `..data` symlink swap are both seen. Bursts of events are debounced, and a
-//! reload is only requested when the bytes behind the path actually changed (or vanished).
+//! The directories are watched rather than the files, so an editor's rename-over and a
+//! Kubernetes ConfigMap's (or Secret's) `..data` symlink swap are both seen. Bursts of events are
+//! debounced, and a reload is only requested when the bytes behind a path actually changed (or
+//! vanished): the policy's, or the certificates'.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,19 +13,23 @@ use log::{error, info};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::policy::TlsFiles;
 use crate::supervisor::{Command, Handle};
 
 /// Time from a burst's first file event to reading the file.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Starts the watcher and the SIGHUP listener; must run inside a tokio runtime.
-pub fn spawn(path: PathBuf, handle: Handle) {
+pub fn spawn(path: PathBuf, certs: Vec<TlsFiles>, handle: Handle) {
     spawn_sighup(handle.clone());
     let (tx, rx) = mpsc::channel::<()>(16);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let cert_files: Vec<PathBuf> = certs.into_iter().flat_map(|f| [f.cert, f.key]).collect();
+    let mut dirs: Vec<PathBuf> = std::iter::once(&path)
+        .chain(&cert_files)
+        .map(|p| dir_of(p))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
             let _ = tx.try_send(());
@@ -32,31 +38,40 @@ pub fn spawn(path: PathBuf, handle: Handle) {
     let mut watcher = match watcher {
         Ok(w) => w,
         Err(e) => {
+            return error!("cannot watch for changes: {e}; reload with SIGHUP or POST /reload")
+        }
+    };
+    for dir in &dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             return error!(
                 "cannot watch {}: {e}; reload with SIGHUP or POST /reload",
                 dir.display()
-            )
+            );
         }
-    };
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-        return error!(
-            "cannot watch {}: {e}; reload with SIGHUP or POST /reload",
-            dir.display()
-        );
     }
     info!("watching {} for changes", path.display());
-    tokio::spawn(debounce(watcher, rx, path, handle));
+    tokio::spawn(debounce(watcher, rx, path, cert_files, handle));
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 async fn debounce(
     watcher: notify::RecommendedWatcher,
     mut rx: mpsc::Receiver<()>,
     path: PathBuf,
+    cert_files: Vec<PathBuf>,
     handle: Handle,
 ) {
     // The watcher lives as long as this task.
     let _watcher = watcher;
+    let certs = |files: &[PathBuf]| files.iter().map(|f| read(f)).collect::<Vec<_>>();
     let mut last = read(&path);
+    let mut last_certs = certs(&cert_files);
     while rx.recv().await.is_some() {
         // A fixed window from the first event, not a sliding one: a writer that never pauses
         // (a config tool rewriting every 100 ms) must not starve reloads.
@@ -68,6 +83,11 @@ async fn debounce(
             let _ = handle
                 .call(|reply| Command::Reload("file change", reply))
                 .await;
+        }
+        let now = certs(&cert_files);
+        if now != last_certs {
+            last_certs = now;
+            let _ = handle.call(Command::Certs).await;
         }
     }
 }

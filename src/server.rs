@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use log::info;
 use pingora_core::apps::http_app::HttpServer;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server};
@@ -15,6 +17,7 @@ use crate::admin::Admin;
 use crate::policy::{self, Policy};
 use crate::proxy::Blueshift;
 use crate::supervisor::Supervisor;
+use crate::tls::CertStore;
 use crate::Error;
 
 /// Idle upstream connections kept for reuse (all backends together) unless a Pingora conf sets
@@ -56,8 +59,9 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     })?;
     if !o.upgrade {
         // Pingora would only log a failed bind from inside its runtime; say it plainly first.
-        for addr in policy.listen.iter().chain(std::iter::once(&policy.admin)) {
-            check_bindable(*addr)?;
+        let addrs = policy.listen.iter().map(|l| l.addr);
+        for addr in addrs.chain(std::iter::once(policy.admin)) {
+            check_bindable(addr)?;
         }
     }
     let opt = Opt {
@@ -95,7 +99,7 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     conf.graceful_shutdown_timeout_seconds.get_or_insert(10);
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
-    add_services(&mut server, o.policy, policy);
+    add_services(&mut server, o.policy, policy)?;
     info!("blueshift {} serving", env!("CARGO_PKG_VERSION"));
     server.run(RunArgs::default());
     Ok(())
@@ -115,10 +119,20 @@ fn check_bindable(addr: SocketAddr) -> Result<(), Error> {
 }
 
 /// Adds the proxy, admin and supervisor services for `policy` to `server`.
-pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) {
+pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) -> Result<(), Error> {
     let listen = policy.listen.clone();
     let admin_addr = policy.admin;
-    let supervisor = Supervisor::new(path, policy);
+    // One certificate store per TLS listener: the listener reads it on every handshake, the
+    // supervisor swaps it when its files change.
+    let mut certs = Vec::new();
+    for l in &listen {
+        if let Some(files) = &l.tls {
+            let store = CertStore::new(files.clone())
+                .map_err(|e| Error::Other(format!("listen {}: {e}", l.addr)))?;
+            certs.push((l.addr, store));
+        }
+    }
+    let supervisor = Supervisor::new(path, policy, certs.clone());
     let (shared, handle) = (supervisor.shared(), supervisor.handle());
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
@@ -126,9 +140,27 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) {
         Blueshift::new(shared.clone()),
         "blueshift proxy",
     );
-    for addr in &listen {
-        let buffers = L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER);
-        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
+    if let Some(app) = proxy.app_logic_mut() {
+        // Plain listeners take HTTP/2 with prior knowledge too (gRPC clients), told apart from
+        // HTTP/1.1 by the connection preface.
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    for l in &listen {
+        match certs.iter().find(|(addr, _)| *addr == l.addr) {
+            Some((addr, store)) => {
+                let mut settings = TlsSettings::intermediate("", "")
+                    .map_err(|e| Error::Pingora(format!("TLS on {addr}: {e}")))?;
+                settings.set_cert_resolver(store.clone());
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+            }
+            None => {
+                let buffers = L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER);
+                proxy.add_listener(ListenerConfig::tcp(l.addr.to_string()).l4_buffer(buffers));
+            }
+        }
     }
     let mut admin = Service::new(
         "blueshift admin".to_string(),
@@ -141,4 +173,5 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) {
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&supervisor);
     server.add_service(admin);
+    Ok(())
 }

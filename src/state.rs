@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
@@ -19,9 +19,6 @@ use crate::split::Table;
 
 /// The one shared, atomically swapped view of the running policy.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
-
-/// Keep-alive of idle upstream connections in Pingora's pool.
-const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// One published generation of routing state.
 pub struct Snapshot {
@@ -110,6 +107,8 @@ pub struct Control {
     pub last_reload: ReloadView,
     /// Changed settings that only a restart applies.
     pub restart_required: Vec<String>,
+    /// The certificate of each TLS listener.
+    pub tls: Vec<(std::net::SocketAddr, crate::tls::CertInfo)>,
 }
 
 /// Where a rollout stands.
@@ -197,7 +196,8 @@ impl Snapshot {
             .colors
             .iter()
             .enumerate()
-            .map(|(i, c)| ColorRuntime {
+            .map(|(i, c)| (i, c, crate::upstream::ca(c)))
+            .map(|(i, c, ca)| ColorRuntime {
                 name_header: HeaderValue::from_str(&c.name).expect("color names are header-safe"),
                 set_cookie: p.affinity.as_ref().and_then(|a| {
                     a.cookie
@@ -213,7 +213,7 @@ impl Snapshot {
                         weight: b.weight,
                         healthy: *health == Status::Healthy,
                         health: *health,
-                        peer: peer(b.addr, p),
+                        peer: crate::upstream::peer(b, c, ca.as_ref(), &p.timeouts),
                     })
                     .collect(),
                 percent: percents[i],
@@ -264,17 +264,6 @@ fn percents(weights: &[u32], eligible: &[bool], stable: usize) -> Vec<u32> {
         }
     }
     out
-}
-
-fn peer(addr: SocketAddr, p: &Policy) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, false, String::new());
-    let o = &mut peer.options;
-    o.connection_timeout = Some(p.timeouts.connect);
-    o.total_connection_timeout = Some(p.timeouts.connect);
-    o.read_timeout = Some(p.timeouts.read);
-    o.write_timeout = Some(p.timeouts.read);
-    o.idle_timeout = Some(UPSTREAM_IDLE);
-    peer
 }
 
 impl ColorRuntime {

@@ -214,7 +214,7 @@ fn the_admin_api_needs_its_own_port() {
             "listen: 127.0.0.1:8080",
             "listen: [127.0.0.1:8080, 127.0.0.1:8080]",
         ),
-        "1:9",
+        "1:26",
         "listen: 127.0.0.1:8080 is listed twice",
     );
 }

@@ -42,11 +42,34 @@ fn size(bytes: usize) -> String {
     }
 }
 
+/// `GET /health every 1s, timeout 1s, healthy after 2, unhealthy after 2`.
+fn health_line(h: &crate::policy::Health) -> String {
+    let what = match &h.grpc {
+        Some(service) if service.is_empty() => "gRPC health check of the server".to_owned(),
+        Some(service) => format!("gRPC health check of {service}"),
+        None => format!("GET {}", h.path),
+    };
+    format!(
+        "{what} every {}, timeout {}, healthy after {}, unhealthy after {}",
+        human(h.interval),
+        human(h.timeout),
+        h.healthy_after,
+        h.unhealthy_after
+    )
+}
+
 /// A one-screen description of a valid policy.
 pub fn summary(path: &Path, p: &Policy) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let listen: Vec<String> = p.listen.iter().map(|a| a.to_string()).collect();
+    let listen: Vec<String> = p
+        .listen
+        .iter()
+        .map(|l| match &l.tls {
+            Some(t) => format!("{} (TLS: {}, h2 and http/1.1)", l.addr, t.cert.display()),
+            None => format!("{} (HTTP/1.1 and h2c)", l.addr),
+        })
+        .collect();
     let _ = writeln!(s, "{}: ok", path.display());
     let _ = writeln!(s, "  listen     {}", listen.join(", "));
     let _ = writeln!(s, "  admin      {}", p.admin);
@@ -62,14 +85,21 @@ pub fn summary(path: &Path, p: &Policy) -> String {
         } else {
             0.0
         };
+        let protocol = match c.protocol {
+            crate::policy::Protocol::Http1 => String::new(),
+            other => format!(" ({})", other.as_str()),
+        };
         let _ = writeln!(
             s,
-            "  color      {:<10} {:>5.1}%{}  {}",
+            "  color      {:<10} {:>5.1}%{}  {}{protocol}",
             c.name,
             share,
             if i == p.stable { " stable" } else { "       " },
             backends.join(", ")
         );
+        if c.health != p.health {
+            let _ = writeln!(s, "  health     {:<10} {}", c.name, health_line(&c.health));
+        }
     }
     match &p.affinity {
         Some(a) => {
@@ -89,16 +119,7 @@ pub fn summary(path: &Path, p: &Policy) -> String {
     if let Some(h) = &p.override_header {
         let _ = writeln!(s, "  override   {h}");
     }
-    let h = &p.health;
-    let _ = writeln!(
-        s,
-        "  health     GET {} every {}, timeout {}, healthy after {}, unhealthy after {}",
-        h.path,
-        human(h.interval),
-        human(h.timeout),
-        h.healthy_after,
-        h.unhealthy_after
-    );
+    let _ = writeln!(s, "  health     {}", health_line(&p.health));
     let r = &p.rollback;
     let _ = writeln!(
         s,

@@ -13,6 +13,8 @@ use super::Problem;
 /// Collects problems; each check reports and carries on.
 pub(super) struct Checker<'a> {
     pub(super) problems: &'a mut Vec<Problem>,
+    /// Relative paths in the policy are relative to its directory.
+    pub(super) base: &'a std::path::Path,
 }
 
 pub(super) fn at(span: &Span) -> Option<(usize, usize)> {
@@ -132,6 +134,16 @@ impl Checker<'_> {
                 default
             }
         }
+    }
+
+    /// A path as written, relative to the policy's directory unless absolute; `None` if empty.
+    pub(super) fn path(&mut self, key: &str, v: &Text) -> Option<std::path::PathBuf> {
+        let p = v.trim();
+        if p.is_empty() {
+            self.report(v.span(), format!("{key}: give a path"));
+            return None;
+        }
+        Some(self.base.join(p))
     }
 
     pub(super) fn header(&mut self, key: &str, v: &Text) -> Option<HeaderName> {

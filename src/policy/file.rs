@@ -6,7 +6,7 @@
 
 use indexmap::IndexMap;
 use marked_yaml::Spanned;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// A spanned string, the most common leaf.
@@ -33,9 +33,54 @@ pub struct PolicyFile {
     pub access_log: Option<Spanned<bool>>,
 }
 
-/// `listen` takes one address or a list of them.
+/// `listen` takes one entry or a list of them; an entry is `host:port` or `{addr, tls}`.
 #[derive(Debug)]
-pub struct Listen(pub Vec<String>);
+pub struct Listen(pub Vec<Spanned<ListenEntry>>);
+
+/// One listener as written.
+#[derive(Debug)]
+pub enum ListenEntry {
+    /// `host:port`: plain HTTP/1.1 and h2c.
+    Addr(String),
+    /// `{addr, tls}`.
+    Full(Box<ListenerFile>),
+}
+
+/// A listener written as a map.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    pub addr: Text,
+    pub tls: Option<Spanned<ListenerTlsFile>>,
+}
+
+/// A listener's certificate and key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    pub cert: Text,
+    pub key: Text,
+}
+
+impl<'de> Deserialize<'de> for ListenEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ListenEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("host:port or a map with addr and tls")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ListenEntry, E> {
+                Ok(ListenEntry::Addr(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ListenEntry, A::Error> {
+                ListenerFile::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|f| ListenEntry::Full(Box::new(f)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -43,15 +88,27 @@ impl<'de> Deserialize<'de> for Listen {
         impl<'de> Visitor<'de> for V {
             type Value = Listen;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an address or a list of addresses")
+                f.write_str("a listener or a list of listeners")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Listen, E> {
-                Ok(Listen(vec![v.to_owned()]))
+                let entry = ListenEntry::Addr(v.to_owned());
+                Ok(Listen(vec![Spanned::new(
+                    marked_yaml::Span::new_blank(),
+                    entry,
+                )]))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Listen, A::Error> {
+                let entry = ListenerFile::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let entry = ListenEntry::Full(Box::new(entry));
+                Ok(Listen(vec![Spanned::new(
+                    marked_yaml::Span::new_blank(),
+                    entry,
+                )]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listen, A::Error> {
                 let mut out = Vec::new();
-                while let Some(addr) = seq.next_element::<String>()? {
-                    out.push(addr);
+                while let Some(entry) = seq.next_element::<Spanned<ListenEntry>>()? {
+                    out.push(entry);
                 }
                 Ok(Listen(out))
             }
@@ -65,6 +122,17 @@ impl<'de> Deserialize<'de> for Listen {
 #[serde(deny_unknown_fields)]
 pub struct ColorFile {
     pub backends: Option<Spanned<Vec<BackendFile>>>,
+    pub protocol: Option<Text>,
+    pub tls: Option<Spanned<UpstreamTlsFile>>,
+    pub health: Option<HealthFile>,
+}
+
+/// A color's `tls:`, for protocols `https` and `h2`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    pub sni: Option<Text>,
+    pub ca: Option<Text>,
 }
 
 /// One backend of a color.
@@ -93,6 +161,8 @@ pub struct HealthFile {
     pub timeout: Option<Text>,
     pub healthy_after: Option<Spanned<i64>>,
     pub unhealthy_after: Option<Spanned<i64>>,
+    pub grpc: Option<Spanned<bool>>,
+    pub service: Option<Text>,
 }
 
 /// `rollback:` section.

@@ -23,7 +23,11 @@ pub fn read_file(path: &Path) -> Result<Policy, Problems> {
             message: format!("cannot read {}: {}", path.display(), io_reason(&e)),
         }])
     })?;
-    parse(&text)
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    parse_in(&text, dir)
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -34,8 +38,13 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Parses and validates policy text.
+/// Parses and validates policy text; relative paths in it are relative to the current directory.
 pub fn parse(text: &str) -> Result<Policy, Problems> {
+    parse_in(text, Path::new("."))
+}
+
+/// Parses and validates policy text whose relative paths are relative to `dir`.
+pub fn parse_in(text: &str, dir: &Path) -> Result<Policy, Problems> {
     if text.trim().is_empty() {
         return Err(Problems(vec![Problem {
             at: None,
@@ -113,7 +122,7 @@ pub fn parse(text: &str) -> Result<Policy, Problems> {
             }
         }
     }
-    let policy = file.and_then(|f| validate::validate(f, &mut problems));
+    let policy = file.and_then(|f| validate::validate(f, dir, &mut problems));
     problems.retain(|p| {
         !cut_paths
             .iter()

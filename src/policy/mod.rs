@@ -5,6 +5,8 @@
 //! sees a raw string from the file.
 
 mod checker;
+mod colors;
+mod edge;
 pub mod file;
 mod gates;
 mod load;
@@ -20,13 +22,13 @@ use http::HeaderName;
 
 pub use crate::quality::Pointer;
 
-pub use load::{parse, read_file};
+pub use load::{parse, parse_in, read_file};
 
 /// A validated routing policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// Proxy listener addresses.
-    pub listen: Vec<SocketAddr>,
+    /// Proxy listeners.
+    pub listen: Vec<Listener>,
     /// Admin API and `/metrics` listener.
     pub admin: SocketAddr,
     /// Colors in file order; indexes into this are used everywhere else.
@@ -59,6 +61,24 @@ pub struct Policy {
     pub access_log: bool,
 }
 
+/// A proxy listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Address.
+    pub addr: SocketAddr,
+    /// Terminate TLS here with this pair (ALPN h2 and http/1.1); plain HTTP/1.1 and h2c without.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its key, as files (resolved against the policy's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM, leaf first, then its chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
 /// A named pool of backends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Color {
@@ -66,6 +86,56 @@ pub struct Color {
     pub name: String,
     /// At least one.
     pub backends: Vec<BackendSpec>,
+    /// How blueshift speaks to the backends.
+    pub protocol: Protocol,
+    /// TLS to the backends (with `https` and `h2`).
+    pub tls: UpstreamTls,
+    /// Health checks: the global block with this color's overrides.
+    pub health: Health,
+}
+
+/// How blueshift speaks to a color's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 in cleartext.
+    Http1,
+    /// HTTP/2 in cleartext with prior knowledge: gRPC model servers.
+    H2c,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 over TLS.
+    H2,
+}
+
+impl Protocol {
+    /// The policy's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+            Protocol::Https => "https",
+            Protocol::H2 => "h2",
+        }
+    }
+
+    /// Whether it runs over TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::H2)
+    }
+
+    /// Whether it is HTTP/2 (what gRPC needs).
+    pub fn h2(self) -> bool {
+        matches!(self, Protocol::H2c | Protocol::H2)
+    }
+}
+
+/// TLS settings towards a color's backends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Server name to send and verify; default: the backend's host as written.
+    pub sni: Option<String>,
+    /// DER certificates of a private CA to trust instead of the system's roots.
+    pub ca: Option<Vec<Vec<u8>>>,
 }
 
 /// One backend of a color.
@@ -73,6 +143,8 @@ pub struct Color {
 pub struct BackendSpec {
     /// Resolved address.
     pub addr: SocketAddr,
+    /// The host as written (a name or an IP): the default TLS server name.
+    pub host: String,
     /// Weight inside the pool, at least 1.
     pub weight: u32,
 }
@@ -89,7 +161,7 @@ pub struct Affinity {
 }
 
 /// Active health check settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// Path probed with `GET`.
     pub path: String,
@@ -101,6 +173,21 @@ pub struct Health {
     pub healthy_after: u32,
     /// Consecutive failures to become unhealthy.
     pub unhealthy_after: u32,
+    /// Check with gRPC's health protocol, asking about this service (`""`: the server).
+    pub grpc: Option<String>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: "/health".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_after: 2,
+            unhealthy_after: 2,
+            grpc: None,
+        }
+    }
 }
 
 /// Limits that roll a non-stable color back.

@@ -1,65 +1,28 @@
 //! The semantic checks: from [`PolicyFile`] to [`Policy`], recording every problem found.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use marked_yaml::{Span, Spanned};
 
-use super::checker::{valid_color_name, valid_cookie_name, Checker};
+use super::checker::{valid_cookie_name, Checker};
 
-use super::file::{self, PolicyFile, Text};
-use super::{
-    Affinity, BackendSpec, Color, Health, LatencyMode, Policy, Problem, RollbackLimits, Timeouts,
-};
+use super::file::{self, PolicyFile};
+use super::{Affinity, Color, Health, LatencyMode, Policy, Problem, RollbackLimits, Timeouts};
 
 /// Returns the policy if the file made one; problems are appended either way.
-pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Policy> {
-    let mut c = Checker { problems };
+pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) -> Option<Policy> {
+    let mut c = Checker { problems, base };
     // Missing keys have no position of their own.
     let top = Span::new_blank();
 
-    let listen = match &f.listen {
-        None => {
-            c.report(
-                &top,
-                "`listen` is required (e.g. listen: 127.0.0.1:8080)".into(),
-            );
-            vec![]
-        }
-        Some(l) if l.0.is_empty() => {
-            c.report(l.span(), "listen: give at least one address".into());
-            vec![]
-        }
-        Some(l) => l
-            .0
-            .iter()
-            .filter_map(|a| c.socket_addr("listen", &Spanned::new(*l.span(), a.clone()), l.span()))
-            .collect(),
-    };
     let admin = match &f.admin {
         Some(a) => c.socket_addr("admin", a, a.span()),
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
     };
-    // Two services cannot share a port: say so here rather than fail to bind at start.
-    if let (Some(admin), Some(l)) = (admin, &f.listen) {
-        if listen.contains(&admin) {
-            let span = f.admin.as_ref().map_or(*l.span(), |a| *a.span());
-            c.report(
-                &span,
-                format!("admin: {admin} is also a listen address; give the admin API its own port"),
-            );
-        }
-    }
-    let mut seen = Vec::new();
-    for a in &listen {
-        if seen.contains(a) {
-            if let Some(l) = &f.listen {
-                c.report(l.span(), format!("listen: {a} is listed twice"));
-            }
-        }
-        seen.push(*a);
-    }
+    let listen = super::edge::listeners(&mut c, f.listen.as_ref(), admin, f.admin.as_ref());
+    let health = super::colors::health(&mut c, "health", f.health.as_ref(), &Health::default());
 
     let mut colors = Vec::new();
     match &f.colors {
@@ -72,7 +35,7 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
         }
         Some(map) => {
             for (name, color) in map.iter() {
-                colors.push(color_spec(&mut c, name, color));
+                colors.push(super::colors::color(&mut c, name, color, &health));
             }
         }
     }
@@ -145,7 +108,6 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
         .override_header
         .as_ref()
         .and_then(|h| c.header("override_header", h));
-    let health = health(&mut c, f.health.as_ref());
     let rollback = rollback(&mut c, f.rollback.as_ref());
     let rollout = f
         .rollout
@@ -202,58 +164,6 @@ pub(super) fn validate(f: PolicyFile, problems: &mut Vec<Problem>) -> Option<Pol
     })
 }
 
-fn color_spec(c: &mut Checker, name: &Text, color: &file::ColorFile) -> Color {
-    if !valid_color_name(name) {
-        c.report(
-            name.span(),
-            format!("color `{}`: names use only a-z, 0-9 and -", &**name),
-        );
-    }
-    let mut backends: Vec<BackendSpec> = Vec::new();
-    match &color.backends {
-        Some(list) if !list.is_empty() => {
-            for b in list.iter() {
-                let weight = c.count(
-                    &format!("colors.{}: backend weight", &**name),
-                    b.weight.as_ref(),
-                    1,
-                    0,
-                );
-                let Some(addr) = c.socket_addr(
-                    &format!("colors.{}: backend addr", &**name),
-                    &b.addr,
-                    b.addr.span(),
-                ) else {
-                    continue;
-                };
-                if backends.iter().any(|x| x.addr == addr) {
-                    c.report(
-                        b.addr.span(),
-                        format!("colors.{}: backend {addr} is listed twice", &**name),
-                    );
-                    continue;
-                }
-                backends.push(BackendSpec { addr, weight });
-            }
-            if !backends.is_empty() && backends.iter().all(|b| b.weight == 0) {
-                c.report(
-                    list.span(),
-                    format!(
-                        "colors.{}: at least one backend needs a weight above 0",
-                        &**name
-                    ),
-                );
-            }
-        }
-        Some(list) => c.report(list.span(), format!("color `{}` has no backends", &**name)),
-        None => c.report(name.span(), format!("color `{}` has no backends", &**name)),
-    }
-    Color {
-        name: name.trim().to_owned(),
-        backends,
-    }
-}
-
 fn affinity(c: &mut Checker, a: &Spanned<file::AffinityFile>) -> Option<Affinity> {
     let cookie = a.cookie.as_ref().and_then(|k| {
         if valid_cookie_name(k.trim()) {
@@ -284,48 +194,6 @@ fn affinity(c: &mut Checker, a: &Spanned<file::AffinityFile>) -> Option<Affinity
         max_age,
         header,
     })
-}
-
-fn health(c: &mut Checker, h: Option<&file::HealthFile>) -> Health {
-    let path = match h.and_then(|h| h.path.as_ref()) {
-        Some(p) if p.starts_with('/') && !p.contains(char::is_whitespace) => p.to_string(),
-        Some(p) => {
-            c.report(
-                p.span(),
-                format!(
-                    "health.path: `{}` must start with / and hold no spaces",
-                    &**p
-                ),
-            );
-            "/health".into()
-        }
-        None => "/health".into(),
-    };
-    Health {
-        path,
-        interval: c.duration(
-            "health.interval",
-            h.and_then(|h| h.interval.as_ref()),
-            Duration::from_secs(1),
-        ),
-        timeout: c.duration(
-            "health.timeout",
-            h.and_then(|h| h.timeout.as_ref()),
-            Duration::from_secs(1),
-        ),
-        healthy_after: c.count(
-            "health.healthy_after",
-            h.and_then(|h| h.healthy_after.as_ref()),
-            2,
-            1,
-        ),
-        unhealthy_after: c.count(
-            "health.unhealthy_after",
-            h.and_then(|h| h.unhealthy_after.as_ref()),
-            2,
-            1,
-        ),
-    }
 }
 
 fn rollback(c: &mut Checker, r: Option<&file::RollbackFile>) -> RollbackLimits {

@@ -83,6 +83,8 @@ impl Tap {
             .and_then(|l| l.trim().parse::<usize>().ok())
             .is_some_and(|l| l > q.max_body);
         let held = match encoding {
+            // Protobuf, not JSON: counted, not read.
+            _ if crate::grpc::is_grpc(&resp.headers) => Held::Skipped,
             _ if too_long => Held::Skipped,
             None => Held::Skipped,
             Some(Encoding::Identity) if stream => Held::Stream(Sse::default()),

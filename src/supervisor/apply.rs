@@ -1,12 +1,12 @@
 //! Applying a reloaded policy: validate off to the side, carry state over, swap once.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use log::{error, info, warn};
 
 use super::Inner;
+use crate::health::{Spec, Target};
 use crate::metrics;
 use crate::policy::{self, Policy};
 use crate::state::ReloadView;
@@ -109,23 +109,45 @@ impl Inner {
         }
         self.revision += 1;
         self.policy = Arc::new(new);
-        let addrs = self.addrs();
-        self.health.retain(|a, _| addrs.contains(a));
-        self.checks
-            .sync(&addrs, &self.policy.health, &self.probe_tx);
+        let targets = self.targets();
+        self.health
+            .retain(|t, _| targets.iter().any(|(target, _)| target == t));
+        self.checks.sync(&targets, &self.probe_tx);
         info!("reload ({source}): applied revision {}", self.revision);
         self.after_change(&before);
     }
 
-    pub(super) fn addrs(&self) -> Vec<SocketAddr> {
-        let mut addrs: Vec<SocketAddr> = self
-            .policy
+    /// Re-reads every TLS listener's pair: a good one serves new handshakes from now on, a broken
+    /// one is logged and shown while the old one keeps serving.
+    pub(super) fn reload_certs(&mut self) {
+        for (addr, store) in &self.certs {
+            match store.reload() {
+                Ok(true) => info!("listener {addr}: new certificate {}", store.info().subject),
+                Ok(false) => {}
+                Err(e) => error!("listener {addr}: keeping the current certificate: {e}"),
+            }
+        }
+        self.publish();
+    }
+
+    /// Every backend of every color, with how it is probed.
+    pub(super) fn targets(&self) -> Vec<(Target, Spec)> {
+        self.policy
             .colors
             .iter()
-            .flat_map(|c| c.backends.iter().map(|b| b.addr))
-            .collect();
-        addrs.sort();
-        addrs.dedup();
-        addrs
+            .flat_map(|c| {
+                c.backends.iter().map(|b| {
+                    let target = Target {
+                        color: c.name.clone(),
+                        addr: b.addr,
+                    };
+                    let spec = Spec {
+                        backend: b.clone(),
+                        color: c.clone(),
+                    };
+                    (target, spec)
+                })
+            })
+            .collect()
     }
 }

@@ -33,18 +33,10 @@ impl Inner {
             {
                 continue;
             }
-            let statuses: Vec<Status> = c
-                .backends
-                .iter()
-                .map(|b| {
-                    self.health
-                        .get(&b.addr)
-                        .map_or(Status::Unknown, |h| h.status)
-                })
-                .collect();
+            let statuses = self.statuses(c);
             let outcomes = self.outcomes_of(&c.name);
             let breach = if statuses.iter().all(|s| *s == Status::Unhealthy) {
-                let n = health_count(p.health.unhealthy_after);
+                let n = health_count(c.health.unhealthy_after);
                 Some((
                     Kind::Unhealthy,
                     format!("no healthy backend: all {} failed {n}", c.backends.len()),

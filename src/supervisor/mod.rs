@@ -22,7 +22,7 @@ mod apply;
 mod judge;
 mod publish;
 
-use crate::health::{Checks, Counter, Probe, Status};
+use crate::health::{Checks, Counter, Probe, Status, Target};
 use crate::metrics;
 use crate::outcomes::Outcomes;
 use crate::persist;
@@ -30,6 +30,7 @@ use crate::policy::Policy;
 use crate::quality::judge::Baseline;
 use crate::rollout::{self, Event, Machine};
 use crate::state::{self, Control, ReloadView, Shared, Snapshot};
+use crate::tls::CertStore;
 
 /// How often the supervisor judges colors and advances rollout steps.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -57,6 +58,8 @@ pub enum Command {
     Reload(&'static str, Reply),
     /// An operator action.
     Act(Action, Reply),
+    /// Re-read the listeners' certificate files.
+    Certs(Reply),
 }
 
 /// A cloneable handle to send commands.
@@ -89,7 +92,7 @@ struct Inner {
     policy: Arc<Policy>,
     revision: u64,
     machine: Machine,
-    health: HashMap<SocketAddr, Counter>,
+    health: HashMap<Target, Counter>,
     outcomes: HashMap<String, Arc<Outcomes>>,
     last_reload: ReloadView,
     restart_required: Vec<String>,
@@ -97,12 +100,18 @@ struct Inner {
     probe_tx: mpsc::Sender<Probe>,
     /// What the stable color answered, for the quality judge.
     baseline: Option<Baseline>,
+    /// The certificate of each TLS listener.
+    certs: Vec<(SocketAddr, Arc<CertStore>)>,
 }
 
 impl Supervisor {
     /// Builds and publishes the first snapshot from an already validated policy. Backends
     /// start `Unknown`, so nothing is served until the first health checks pass.
-    pub fn new(path: PathBuf, policy: Policy) -> Supervisor {
+    pub fn new(
+        path: PathBuf,
+        policy: Policy,
+        certs: Vec<(SocketAddr, Arc<CertStore>)>,
+    ) -> Supervisor {
         metrics::init();
         let now = Instant::now();
         let mut machine = Machine::new(&policy, now);
@@ -139,6 +148,7 @@ impl Supervisor {
             checks: Checks::default(),
             probe_tx,
             baseline: None,
+            certs,
         };
         inner.publish();
         Supervisor {
@@ -183,6 +193,7 @@ fn placeholder(policy: &Policy) -> Snapshot {
             rollback: None,
             last_reload: ReloadView::default(),
             restart_required: Vec::new(),
+            tls: Vec::new(),
         },
     })
 }
@@ -248,16 +259,25 @@ impl Inner {
     }
 
     fn on_probe(&mut self, probe: Probe) {
-        let settings = self.policy.health.clone();
-        let counter = self.health.entry(probe.addr).or_default();
+        let Some(color) = self
+            .policy
+            .colors
+            .iter()
+            .find(|c| c.name == probe.target.color)
+        else {
+            return;
+        };
+        let settings = color.health.clone();
+        let counter = self.health.entry(probe.target.clone()).or_default();
         if counter.on_probe(probe.result, &settings) {
             let why = counter
                 .last_error
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default();
             info!(
-                "backend {} is now {}{why}",
-                probe.addr,
+                "backend {} of {} is now {}{why}",
+                probe.target.addr,
+                probe.target.color,
                 if counter.status == Status::Healthy {
                     "healthy"
                 } else {
@@ -291,6 +311,10 @@ impl Inner {
             Command::Reload(source, reply) => {
                 let r = self.reload(source);
                 let _ = reply.send(r);
+            }
+            Command::Certs(reply) => {
+                self.reload_certs();
+                let _ = reply.send(Ok(()));
             }
             Command::Act(action, reply) => {
                 let event = match action {
@@ -328,11 +352,28 @@ fn state_of(phase: rollout::Phase) -> &'static str {
 }
 
 impl Inner {
+    /// What the health checks know of each backend of `color`.
+    fn statuses(&self, color: &crate::policy::Color) -> Vec<Status> {
+        color
+            .backends
+            .iter()
+            .map(|b| {
+                let target = Target {
+                    color: color.name.clone(),
+                    addr: b.addr,
+                };
+                self.health
+                    .get(&target)
+                    .map_or(Status::Unknown, |h| h.status)
+            })
+            .collect()
+    }
+
     /// Whether every backend has had its first health check.
     fn all_checked(&self) -> bool {
-        self.addrs().iter().all(|a| {
+        self.targets().iter().all(|(t, _)| {
             self.health
-                .get(a)
+                .get(t)
                 .is_some_and(|h| h.status != Status::Unknown)
         })
     }
@@ -353,11 +394,12 @@ impl BackgroundService for Supervisor {
         };
         let warm_up = {
             let mut inner = self.inner.lock().await;
-            let addrs = inner.addrs();
-            let (settings, tx) = (inner.policy.health.clone(), inner.probe_tx.clone());
-            inner.checks.sync(&addrs, &settings, &tx);
-            crate::reload::spawn(inner.path.clone(), self.handle.clone());
-            tokio::time::sleep(settings.timeout + Duration::from_millis(100))
+            let (targets, tx) = (inner.targets(), inner.probe_tx.clone());
+            inner.checks.sync(&targets, &tx);
+            let certs = inner.certs.iter().map(|(_, c)| c.info().files).collect();
+            crate::reload::spawn(inner.path.clone(), certs, self.handle.clone());
+            let slowest = inner.policy.colors.iter().map(|c| c.health.timeout).max();
+            tokio::time::sleep(slowest.unwrap_or_default() + Duration::from_millis(100))
         };
         tokio::pin!(warm_up);
         let mut ready = Some(ready);

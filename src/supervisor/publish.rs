@@ -20,20 +20,7 @@ impl Inner {
             .iter()
             .map(|c| self.machine.rolled_back.contains_key(&c.name))
             .collect();
-        let health: Vec<Vec<Status>> = p
-            .colors
-            .iter()
-            .map(|c| {
-                c.backends
-                    .iter()
-                    .map(|b| {
-                        self.health
-                            .get(&b.addr)
-                            .map_or(Status::Unknown, |h| h.status)
-                    })
-                    .collect()
-            })
-            .collect();
+        let health: Vec<Vec<Status>> = p.colors.iter().map(|c| self.statuses(c)).collect();
         let outcomes: Vec<Arc<Outcomes>> =
             p.colors.iter().map(|c| self.outcomes_of(&c.name)).collect();
         let now = Instant::now();
@@ -81,6 +68,7 @@ impl Inner {
                 rollback,
                 last_reload: self.last_reload.clone(),
                 restart_required: self.restart_required.clone(),
+                tls: self.certs.iter().map(|(a, c)| (*a, c.info())).collect(),
             },
         });
         for (i, c) in p.colors.iter().enumerate() {
@@ -96,6 +84,9 @@ impl Inner {
             for (b, h) in c.backends.iter().zip(&health[i]) {
                 metrics::set_backend_healthy(&c.name, &b.addr.to_string(), *h == Status::Healthy);
             }
+        }
+        for (addr, info) in &snap.control.tls {
+            metrics::set_certificate_expiry(&addr.to_string(), info.not_after);
         }
         metrics::set_revision(self.revision);
         metrics::set_state(snap.control.state.as_str());

@@ -1,19 +1,22 @@
-//! Active health checks: one probe loop per backend address, reporting every result to the
-//! supervisor, which counts them with [`Counter`].
+//! Active health checks: one probe loop per backend of each color, over the color's protocol
+//! (`GET path`, or gRPC's health protocol), reporting every result to the supervisor, which
+//! counts them with [`Counter`].
 //!
 //! A backend starts `Unknown` and takes no traffic until its first probe passes (unlike
 //! Pingora's load balancer, where backends start healthy). After that it flips only after
 //! `healthy_after` passes or `unhealthy_after` failures in a row.
 
+mod probe;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use pingora_core::connectors::http::Connector;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::policy::Health;
+use crate::policy::{BackendSpec, Color, Health, Timeouts};
 
 /// What a backend is known to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,43 +88,65 @@ impl Counter {
     }
 }
 
+/// What one probe loop checks: a backend of a color (the same address may serve two colors
+/// with different protocols or checks).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    /// The color's name.
+    pub color: String,
+    /// The backend's address.
+    pub addr: SocketAddr,
+}
+
+/// How a target is probed; a change restarts its loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The backend.
+    pub backend: BackendSpec,
+    /// Its color (protocol, TLS, health settings).
+    pub color: Color,
+}
+
 /// One probe result, sent to the supervisor.
 #[derive(Debug)]
 pub struct Probe {
-    /// Backend probed.
-    pub addr: SocketAddr,
+    /// What was probed.
+    pub target: Target,
     /// Pass, or a short reason.
     pub result: Result<(), &'static str>,
 }
 
-/// The running probe loops, one per address.
+/// The running probe loops, one per target.
 #[derive(Default)]
 pub struct Checks {
-    tasks: HashMap<SocketAddr, JoinHandle<()>>,
-    settings: Option<Health>,
+    tasks: HashMap<Target, (Spec, JoinHandle<()>)>,
+    connector: Option<Arc<Connector>>,
 }
 
 impl Checks {
-    /// Makes the running loops match `addrs` and `settings`: starts new ones, stops removed
-    /// ones, restarts all if the settings changed. Must run inside a tokio runtime.
-    pub fn sync(&mut self, addrs: &[SocketAddr], settings: &Health, tx: &mpsc::Sender<Probe>) {
-        if self.settings.as_ref() != Some(settings) {
-            for (_, t) in self.tasks.drain() {
-                t.abort();
-            }
-            self.settings = Some(settings.clone());
-        }
-        self.tasks.retain(|addr, t| {
-            let keep = addrs.contains(addr);
+    /// Makes the running loops match `targets`: starts new ones, stops removed ones, restarts
+    /// changed ones. Must run inside a tokio runtime.
+    pub fn sync(&mut self, targets: &[(Target, Spec)], tx: &mpsc::Sender<Probe>) {
+        let connector = self
+            .connector
+            .get_or_insert_with(|| Arc::new(Connector::new(None)))
+            .clone();
+        self.tasks.retain(|target, (spec, task)| {
+            let keep = targets.iter().any(|(t, s)| t == target && s == spec);
             if !keep {
-                t.abort();
+                task.abort();
             }
             keep
         });
-        for addr in addrs {
-            if !self.tasks.contains_key(addr) {
-                let task = tokio::spawn(probe_loop(*addr, settings.clone(), tx.clone()));
-                self.tasks.insert(*addr, task);
+        for (target, spec) in targets {
+            if !self.tasks.contains_key(target) {
+                let task = tokio::spawn(probe_loop(
+                    target.clone(),
+                    spec.clone(),
+                    connector.clone(),
+                    tx.clone(),
+                ));
+                self.tasks.insert(target.clone(), (spec.clone(), task));
             }
         }
     }
@@ -129,52 +154,41 @@ impl Checks {
 
 impl Drop for Checks {
     fn drop(&mut self) {
-        for (_, t) in self.tasks.drain() {
+        for (_, (_, t)) in self.tasks.drain() {
             t.abort();
         }
     }
 }
 
-async fn probe_loop(addr: SocketAddr, h: Health, tx: mpsc::Sender<Probe>) {
+async fn probe_loop(
+    target: Target,
+    spec: Spec,
+    connector: Arc<Connector>,
+    tx: mpsc::Sender<Probe>,
+) {
+    let h = &spec.color.health;
+    // The probe's own timeout bounds connecting and reading alike.
+    let timeouts = Timeouts {
+        connect: h.timeout,
+        read: h.timeout,
+    };
+    let ca = crate::upstream::ca(&spec.color);
+    let peer = crate::upstream::peer(&spec.backend, &spec.color, ca.as_ref(), &timeouts);
     let mut tick = tokio::time::interval(h.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let result = match tokio::time::timeout(h.timeout, probe(addr, &h.path)).await {
+        let result = match tokio::time::timeout(h.timeout, probe::probe(&connector, &peer, h)).await
+        {
             Ok(r) => r,
             Err(_) => Err("timed out"),
         };
-        if tx.send(Probe { addr, result }).await.is_err() {
+        let probe = Probe {
+            target: target.clone(),
+            result,
+        };
+        if tx.send(probe).await.is_err() {
             return;
-        }
-    }
-}
-
-/// One `GET path`; 2xx and 3xx pass.
-pub async fn probe(addr: SocketAddr, path: &str) -> Result<(), &'static str> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|_| "connection refused")?;
-    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nuser-agent: blueshift-health\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|_| "write failed")?;
-    let mut buf = Vec::with_capacity(512);
-    loop {
-        if s.read_buf(&mut buf).await.map_err(|_| "read failed")? == 0 {
-            return Err("closed before answering");
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return match resp.code {
-                    Some(200..=399) => Ok(()),
-                    _ => Err("unhealthy status"),
-                }
-            }
-            Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
-            _ => return Err("invalid HTTP response"),
         }
     }
 }
@@ -182,15 +196,12 @@ pub async fn probe(addr: SocketAddr, path: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn h(up: u32, down: u32) -> Health {
         Health {
-            path: "/health".into(),
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
             healthy_after: up,
             unhealthy_after: down,
+            ..Health::default()
         }
     }
 

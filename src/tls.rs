@@ -1,0 +1,287 @@
+//! TLS at the edge: a listener's certificate pair, loaded and checked, served to new handshakes
+//! and swapped live when its files change; the private CAs colors trust upstream; and
+//! self-signed certificates for the demo and the tests.
+//!
+//! rustls (Pingora's `rustls` feature) does the TLS: TLS 1.2 and 1.3, ALPN, no system library to
+//! install, and a certificate resolver consulted on every handshake, which is what lets a pair
+//! be swapped without a restart.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::policy::TlsFiles;
+
+/// A loaded, checked certificate pair.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// What rustls serves.
+    pub key: Arc<CertifiedKey>,
+    /// The leaf's subject, e.g. `CN=api.example.com`.
+    pub subject: String,
+    /// When the leaf expires.
+    pub not_after: SystemTime,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => e.to_string().to_lowercase(),
+        };
+        format!("cannot read {}: {why}", path.display())
+    })
+}
+
+/// Reads the PEM certificates of a file, each checked to be an X.509 certificate.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{} is not a PEM certificate file", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    for (i, c) in certs.iter().enumerate() {
+        if x509_parser::parse_x509_certificate(c).is_err() {
+            return Err(format!(
+                "certificate {} of {} does not parse as X.509",
+                i + 1,
+                path.display()
+            ));
+        }
+    }
+    Ok(certs)
+}
+
+/// Reads a certificate chain (leaf first) and its private key, and checks that they match.
+pub fn load_pair(files: &TlsFiles) -> Result<Pair, String> {
+    let certs = certificates(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|_| format!("{} holds no PEM private key", files.key.display()))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
+        format!(
+            "the key in {} is not an RSA, ECDSA or Ed25519 key rustls can use",
+            files.key.display()
+        )
+    })?;
+    let (subject, not_after) = {
+        let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0])
+            .map_err(|_| format!("{} does not parse as X.509", files.cert.display()))?;
+        let secs = leaf.validity().not_after.timestamp().max(0) as u64;
+        (
+            leaf.subject().to_string(),
+            UNIX_EPOCH + Duration::from_secs(secs),
+        )
+    };
+    let key = CertifiedKey::new(certs, signer);
+    key.keys_match().map_err(|_| {
+        format!(
+            "the key in {} does not match the certificate in {}",
+            files.key.display(),
+            files.cert.display()
+        )
+    })?;
+    Ok(Pair {
+        key: Arc::new(key),
+        subject,
+        not_after,
+    })
+}
+
+/// Reads a bundle of CA certificates (PEM) as DER, each checked to parse.
+pub fn load_ca(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    Ok(certificates(path)?
+        .into_iter()
+        .map(|c| c.as_ref().to_vec())
+        .collect())
+}
+
+/// What `/status.tls` shows of a listener's certificate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertInfo {
+    /// The files.
+    pub files: TlsFiles,
+    /// Subject of the pair being served.
+    pub subject: String,
+    /// When it expires.
+    pub not_after: SystemTime,
+    /// Why the last load failed, while the old pair keeps serving.
+    pub error: Option<String>,
+}
+
+/// The certificate a TLS listener serves: consulted on every handshake, swapped atomically.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+    info: Mutex<CertInfo>,
+}
+
+impl CertStore {
+    /// Loads the pair; at start a pair that does not load is an error.
+    pub fn new(files: TlsFiles) -> Result<Arc<CertStore>, String> {
+        let pair = load_pair(&files)?;
+        Ok(Arc::new(CertStore {
+            current: ArcSwap::new(pair.key),
+            info: Mutex::new(CertInfo {
+                files,
+                subject: pair.subject,
+                not_after: pair.not_after,
+                error: None,
+            }),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CertInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the files: a good pair serves new handshakes from now on; a broken one changes
+    /// nothing but the error shown. `Ok(true)` when a different pair was loaded.
+    pub fn reload(&self) -> Result<bool, String> {
+        let files = self.lock().files.clone();
+        match load_pair(&files) {
+            Ok(pair) => {
+                let changed = pair.key.cert != self.current.load().cert;
+                self.current.store(pair.key);
+                let mut info = self.lock();
+                info.subject = pair.subject;
+                info.not_after = pair.not_after;
+                info.error = None;
+                Ok(changed)
+            }
+            Err(e) => {
+                self.lock().error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// What it serves, and the last load's error.
+    pub fn info(&self) -> CertInfo {
+        self.lock().clone()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// A certificate and its key, as PEM.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key.
+    pub key_pem: String,
+}
+
+/// A self-signed certificate for `names` (DNS names or IP addresses), valid for `days` from now.
+pub fn self_signed(names: &[&str], days: u64) -> Result<Generated, String> {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params =
+        rcgen::CertificateParams::new(names.clone()).map_err(|e| format!("bad name: {e}"))?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
+    let now = SystemTime::now();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + Duration::from_secs(days * 86_400)).into();
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("cannot generate a key: {e}"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("cannot sign a certificate: {e}"))?;
+    Ok(Generated {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, g: &Generated, name: &str) -> TlsFiles {
+        let files = TlsFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        std::fs::write(&files.cert, &g.cert_pem).unwrap();
+        std::fs::write(&files.key, &g.key_pem).unwrap();
+        files
+    }
+
+    #[test]
+    fn a_pair_loads_with_its_subject_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write(
+            dir.path(),
+            &self_signed(&["api.example.com"], 30).unwrap(),
+            "a",
+        );
+        let pair = load_pair(&files).unwrap();
+        assert_eq!(pair.subject, "CN=api.example.com");
+        let left = pair.not_after.duration_since(SystemTime::now()).unwrap();
+        assert!(left > Duration::from_secs(29 * 86_400) && left < Duration::from_secs(31 * 86_400));
+    }
+
+    #[test]
+    fn broken_pairs_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), &self_signed(&["a.test"], 1).unwrap(), "a");
+        let b = write(dir.path(), &self_signed(&["b.test"], 1).unwrap(), "b");
+        let mismatched = TlsFiles {
+            cert: a.cert.clone(),
+            key: b.key.clone(),
+        };
+        let e = load_pair(&mismatched).unwrap_err();
+        assert!(
+            e.starts_with("the key in ") && e.contains("does not match the certificate"),
+            "{e}"
+        );
+        let missing = TlsFiles {
+            cert: dir.path().join("nope.crt"),
+            key: a.key.clone(),
+        };
+        assert!(load_pair(&missing)
+            .unwrap_err()
+            .ends_with("nope.crt: no such file"));
+        let swapped = TlsFiles {
+            cert: a.key.clone(),
+            key: a.cert.clone(),
+        };
+        assert!(load_pair(&swapped)
+            .unwrap_err()
+            .contains("holds no PEM certificate"));
+    }
+
+    #[test]
+    fn a_store_swaps_to_a_good_pair_and_keeps_the_old_one_on_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write(dir.path(), &self_signed(&["one.test"], 1).unwrap(), "live");
+        let store = CertStore::new(files.clone()).unwrap();
+        let first = store.current.load_full();
+        write(dir.path(), &self_signed(&["two.test"], 1).unwrap(), "live");
+        assert_eq!(store.reload(), Ok(true));
+        assert_eq!(store.info().subject, "CN=two.test");
+        let second = store.current.load_full();
+        assert_ne!(first.cert, second.cert);
+        std::fs::write(&files.key, "garbage").unwrap();
+        assert!(store.reload().is_err());
+        let info = store.info();
+        assert_eq!(info.subject, "CN=two.test", "the old pair keeps serving");
+        assert!(info.error.unwrap().contains("holds no PEM private key"));
+        assert_eq!(store.current.load_full().cert, second.cert);
+    }
+}
