@@ -17,6 +17,7 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) build
+	@./target/debug/blueshift demo --prepare
 	@for f in conf/*.yaml; do ./target/debug/blueshift check "$$f" >/dev/null || exit 1; echo "check $$f: ok"; done
 	$(CARGO) test
 

@@ -9,6 +9,9 @@ command -v cc >/dev/null 2>&1 || need+=(build-essential)
 if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)          # promtool checks metrics and rules
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)      # verifies deploy/systemd
+  command -v curl >/dev/null 2>&1 || need+=(curl)                    # TLS and HTTP/2 clients
+  command -v nghttp >/dev/null 2>&1 || need+=(nghttp2-client)        # h2c multiplexing client
+  command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)  # gRPC and WebSocket peers
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -17,4 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The tests' gRPC model servers and clients (grpcio) and WebSocket peers run in Python.
+if [ "${1:-}" = "--test" ] && ! python3 -c 'import grpc, grpc_health, websockets' 2>/dev/null; then
+  echo "setup: installing grpcio grpcio-health-checking websockets (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-health-checking websockets \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+         grpcio grpcio-health-checking websockets
 fi

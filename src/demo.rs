@@ -13,9 +13,43 @@ pub const DEMO_POLICY: &str = include_str!("../conf/demo.yaml");
 /// Blue (v1) and green (v2) model server ports, as in `conf/demo.yaml`.
 const MODELS: [(&str, u16); 2] = [("v1", 5001), ("v2", 5002)];
 
+/// Where the demo's self-signed pair goes, next to its policy (paths in it are relative).
+const TLS_DIR: &str = "demo-tls";
+
+/// Writes the demo's TLS pair next to `policy`: always when `fresh`, else only if missing.
+fn write_pair(policy: &Path, fresh: bool) -> Result<PathBuf, Error> {
+    let dir = policy.parent().unwrap_or(Path::new(".")).join(TLS_DIR);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !fresh && cert.is_file() && key.is_file() {
+        return Ok(cert);
+    }
+    let pair = crate::tls::self_signed(&["localhost", "127.0.0.1"], 30).map_err(Error::Other)?;
+    let write = |path: &Path, text: &str| {
+        // Write aside, then rename: a reader never sees half a file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&tmp, text))
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))
+    };
+    write(&key, &pair.key_pem)?;
+    write(&cert, &pair.cert_pem)?;
+    Ok(cert)
+}
+
+/// `blueshift demo --prepare`: writes the files the demo policy names (its TLS pair, if
+/// missing), so that `blueshift check conf/demo.yaml` passes without running the demo.
+pub fn prepare() -> Result<(), Error> {
+    let cert = write_pair(&policy_path()?, false)?;
+    println!("demo TLS certificate: {}", cert.display());
+    Ok(())
+}
+
 /// Runs the demo until Ctrl-C.
 pub fn run() -> Result<(), Error> {
     let policy = policy_path()?;
+    // A fresh self-signed certificate every start, for the TLS listener.
+    let cert = write_pair(&policy, true)?;
     let mut listeners = Vec::new();
     for (version, port) in MODELS {
         let l = TcpListener::bind(("127.0.0.1", port)).map_err(|e| Error::Listen {
@@ -53,7 +87,7 @@ pub fn run() -> Result<(), Error> {
     if ready_rx.recv().ok() != Some(MODELS.len()) {
         return Err(Error::Other("the demo model servers did not start".into()));
     }
-    print_banner(&policy);
+    print_banner(&policy, &cert);
     server::serve(ServeOptions {
         policy,
         ..Default::default()
@@ -79,18 +113,23 @@ fn policy_path() -> Result<PathBuf, Error> {
     Ok(path)
 }
 
-fn print_banner(policy: &Path) {
+fn print_banner(policy: &Path, cert: &Path) {
     println!(
         r#"
 blueshift demo
   model blue  (v1)  http://127.0.0.1:5001
   model green (v2)  http://127.0.0.1:5002
   proxy             http://127.0.0.1:8080   policy: {policy}
+  proxy over TLS    https://localhost:8443  certificate: {cert} (self-signed at start)
   admin             http://127.0.0.1:9901   (/status, /metrics, /healthz)
 
 Try:
   # a prediction; the x-blueshift-color header says which model answered
   curl -si -X POST http://127.0.0.1:8080/predict -d '{{"text":"great product"}}'
+
+  # the same over TLS with HTTP/2 (ALPN), and over HTTP/2 without TLS (h2c, as gRPC clients do)
+  curl -si --cacert {cert} https://localhost:8443/predict
+  curl -si --http2-prior-knowledge http://127.0.0.1:8080/predict
 
   # the 90/10 split over 200 new sessions
   for i in $(seq 200); do curl -s -o /dev/null -D - "http://127.0.0.1:8080/predict?id=$i" | grep -i '^x-blueshift-color'; done | sort | uniq -c
@@ -126,6 +165,7 @@ returned), then walks 10% -> 50% -> 100% on its own, rolled back if it goes bad 
 
 Ctrl-C stops everything.
 "#,
-        policy = policy.display()
+        policy = policy.display(),
+        cert = cert.display()
     );
 }

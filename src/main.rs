@@ -47,7 +47,11 @@ enum Command {
         file: PathBuf,
     },
     /// Start two demo model servers (blue = v1, green = v2) and the proxy on fixed local ports.
-    Demo,
+    Demo {
+        /// Only write the files the demo policy names (its self-signed TLS pair) and exit.
+        #[arg(long)]
+        prepare: bool,
+    },
     /// Show the live state: weights, backend health, rollout, last rollback and reload.
     Status {
         #[command(flatten)]
@@ -93,7 +97,8 @@ fn main() -> ExitCode {
             pingora_conf,
         }),
         Command::Check { file } => blueshift::cli::check(&file),
-        Command::Demo => blueshift::demo::run(),
+        Command::Demo { prepare: false } => blueshift::demo::run(),
+        Command::Demo { prepare: true } => blueshift::demo::prepare(),
         Command::Status { admin, json } => blueshift::cli::status(&admin.admin, json),
         Command::Rollback(a) => blueshift::cli::action(&a.admin, "rollback"),
         Command::Promote(a) => blueshift::cli::action(&a.admin, "promote"),

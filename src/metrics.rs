@@ -220,6 +220,13 @@ impl ColorMetrics {
         self.shadow[outcome as usize].inc();
     }
 
+    /// Makes the gRPC series visible from the first scrape (for colors that speak HTTP/2).
+    pub fn touch_grpc(&self) {
+        self.grpc[0]
+            .get_or_init(|| GRPC.with_label_values(&[&self.name, crate::grpc::NAMES[0]]))
+            .inc_by(0);
+    }
+
     /// Makes the shadow series visible from the first scrape.
     pub fn touch_shadow(&self) {
         for c in &self.shadow {

@@ -61,21 +61,40 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// Which file of a pair is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Faulty {
+    /// The certificate file (unreadable, not PEM, not X.509).
+    Cert,
+    /// The key file (unreadable, no key, a key that does not match the certificate).
+    Key,
+}
+
 /// Reads a certificate chain (leaf first) and its private key, and checks that they match.
 pub fn load_pair(files: &TlsFiles) -> Result<Pair, String> {
-    let certs = certificates(&files.cert)?;
-    let key_pem = read(&files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|_| format!("{} holds no PEM private key", files.key.display()))?;
+    load_pair_at(files).map_err(|(_, e)| e)
+}
+
+/// As [`load_pair`], saying which file is at fault.
+pub fn load_pair_at(files: &TlsFiles) -> Result<Pair, (Faulty, String)> {
+    let certs = certificates(&files.cert).map_err(|e| (Faulty::Cert, e))?;
+    let key_pem = read(&files.key).map_err(|e| (Faulty::Key, e))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+        let e = format!("{} holds no PEM private key", files.key.display());
+        (Faulty::Key, e)
+    })?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|_| {
-        format!(
+        let e = format!(
             "the key in {} is not an RSA, ECDSA or Ed25519 key rustls can use",
             files.key.display()
-        )
+        );
+        (Faulty::Key, e)
     })?;
     let (subject, not_after) = {
-        let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0])
-            .map_err(|_| format!("{} does not parse as X.509", files.cert.display()))?;
+        let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0]).map_err(|_| {
+            let e = format!("{} does not parse as X.509", files.cert.display());
+            (Faulty::Cert, e)
+        })?;
         let secs = leaf.validity().not_after.timestamp().max(0) as u64;
         (
             leaf.subject().to_string(),
@@ -84,11 +103,12 @@ pub fn load_pair(files: &TlsFiles) -> Result<Pair, String> {
     };
     let key = CertifiedKey::new(certs, signer);
     key.keys_match().map_err(|_| {
-        format!(
+        let e = format!(
             "the key in {} does not match the certificate in {}",
             files.key.display(),
             files.cert.display()
-        )
+        );
+        (Faulty::Key, e)
     })?;
     Ok(Pair {
         key: Arc::new(key),

@@ -51,8 +51,19 @@ fn rejects(yaml: &str, at: &str, expected: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// `blueshift demo --prepare`: the demo policy's TLS pair, which a clean clone does not have.
+fn prepare_demo() {
+    let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
+        .args(["demo", "--prepare"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 #[test]
 fn every_policy_under_conf_is_valid() {
+    prepare_demo();
     let mut n = 0;
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/conf")).unwrap() {
         let path = entry.unwrap().path();
@@ -517,8 +528,14 @@ fn a_rollout_with_a_shadow_step_needs_no_shadow_color_and_is_summarised() {
 
 #[test]
 fn the_demo_policy_with_its_commented_rollout_is_valid_too() {
-    let demo =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml")).unwrap();
+    prepare_demo();
+    // Its certificate paths are relative to conf/; the copy checked here lives elsewhere.
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.yaml"))
+        .unwrap()
+        .replace(
+            ": demo-tls/",
+            concat!(": ", env!("CARGO_MANIFEST_DIR"), "/conf/demo-tls/"),
+        );
     let start = demo
         .find("# rollout:")
         .expect("conf/demo.yaml carries a commented rollout");
@@ -536,6 +553,81 @@ fn the_demo_policy_with_its_commented_rollout_is_valid_too() {
         stdout.contains(
             "rollout    green: shadow 100% for 30s and 200 compared answers -> 10% for 30s"
         ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn tls_listeners_and_color_protocols_are_checked_where_they_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, g: &blueshift::tls::Generated| {
+        let (c, k) = (
+            dir.path().join(format!("{name}.crt")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, &g.cert_pem).unwrap();
+        std::fs::write(&k, &g.key_pem).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (a_cert, a_key) = write("a", &blueshift::tls::self_signed(&["a.test"], 1).unwrap());
+    let (_, b_key) = write("b", &blueshift::tls::self_signed(&["b.test"], 1).unwrap());
+    let listen = |cert: &str, key: &str| {
+        GOOD.replace(
+            "listen: 127.0.0.1:8080\n",
+            &format!("listen:\n  - 127.0.0.1:8080\n  - addr: 127.0.0.1:8443\n    tls:\n      cert: {cert}\n      key: {key}\n"),
+        )
+    };
+    let (code, _, stderr) = check_text(&listen(&a_cert, &a_key));
+    assert_eq!(code, 0, "{stderr}");
+    rejects(
+        &listen(&a_cert, &b_key),
+        "6:12",
+        "listen[1].tls: the key in ",
+    );
+    rejects(
+        &listen("/nope/cert.pem", &a_key),
+        "5:13",
+        "listen[1].tls: cannot read /nope/cert.pem: no such file",
+    );
+    rejects(
+        &listen(&a_cert, &a_cert),
+        "6:12",
+        "holds no PEM private key",
+    );
+    rejects(&listen(&a_key, &a_key), "5:13", "holds no PEM certificate");
+    let color = |extra: &str| GOOD.replace("  green:\n", &format!("  green:\n{extra}"));
+    rejects(
+        &color("    protocol: http3\n"),
+        "7:15",
+        "colors.green.protocol: `http3` is not http1, h2c, https or h2",
+    );
+    rejects(
+        &color("    tls: {sni: x}\n"),
+        "7:10",
+        "colors.green.tls: only for protocol https or h2 (this color speaks http1)",
+    );
+    rejects(
+        &color("    protocol: h2\n    tls: {ca: /nope/ca.pem}\n"),
+        "8:15",
+        "colors.green.tls.ca: cannot read /nope/ca.pem: no such file",
+    );
+    rejects(&color("    health: {grpc: true}\n"), "7:20", "colors.green.health.grpc: gRPC needs HTTP/2: set colors.green.protocol to h2c or h2 (not http1)");
+    rejects(
+        &color("    health: {service: model}\n"),
+        "7:23",
+        "colors.green.health.service: names a gRPC service; set grpc: true",
+    );
+    rejects(
+        &color("    health: {interval: soon}\n"),
+        "7:24",
+        "colors.green.health.interval: `soon` is not a duration",
+    );
+    let good = color(&format!("    protocol: h2\n    tls: {{sni: models.internal, ca: {a_cert}}}\n    health: {{grpc: true, service: model.Predictor, interval: 5s}}\n"));
+    let (code, stdout, stderr) = check_text(&good);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("127.0.0.1:5002 (w1) (h2)"), "{stdout}");
+    assert!(
+        stdout.contains("health     green      gRPC health check of model.Predictor every 5s"),
         "{stdout}"
     );
 }

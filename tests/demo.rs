@@ -83,6 +83,24 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
             "green"
         );
     }
+    // The banner's TLS line: HTTP/2 by ALPN, with the certificate the demo made at start.
+    let cert = std::env::temp_dir().join("blueshift-demo/demo-tls/cert.pem");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(&cert)
+        .arg("https://localhost:8443/predict")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{out:?}");
     let forced = get(addr(PROXY), "/predict", &[("x-blueshift-color", "green")]).unwrap();
     assert!(
         forced.body.contains("\"model_version\":\"v2\""),
@@ -143,7 +161,7 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
     assert!(ok);
     let exit = eventually("the demo to exit", || demo.0.try_wait().unwrap());
     assert!(exit.success(), "{exit}");
-    for port in [PROXY, ADMIN, GREEN] {
+    for port in [PROXY, ADMIN, GREEN, "127.0.0.1:8443"] {
         assert!(TcpStream::connect(port).is_err(), "{port} still open");
     }
     let mut banner = String::new();
@@ -155,4 +173,8 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
         .unwrap();
     assert!(banner.contains("/demo/failing"), "{banner}");
     assert!(banner.contains("/demo/wrong"), "{banner}");
+    assert!(
+        banner.contains("curl -si --cacert ") && banner.contains("https://localhost:8443/predict"),
+        "{banner}"
+    );
 }

@@ -232,21 +232,48 @@ fn named(text: &str, real: &BTreeSet<String>) -> BTreeSet<String> {
 fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
     let mut m = Models::new();
     let (b, g) = (m.start("v1"), m.start("v2"));
+    // Every feature on, so that every metric is exported: quality gates, a shadow, a TLS
+    // listener and a gRPC color.
+    let grpc = common::peers::PyServer::grpc("v3", None);
+    let dir = tempfile::tempdir().unwrap();
+    let pair = blueshift::tls::self_signed(&["localhost"], 30).unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
     let gates =
         "quality:\n  prediction: /prediction\n  score: /confidence\nshadow:\n  color: green\n";
-    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), gates));
+    let policy = two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), gates)
+        .replacen(
+            "listen: {listen}\n",
+            &format!(
+                "listen:\n  - {{listen}}\n  - {{addr: {{tls}}, tls: {{cert: {}, key: {}}}}}\n",
+                cert.display(),
+                key.display()
+            ),
+            1,
+        )
+        .replace(
+            "stable: blue",
+            &format!(
+                "  grpc:\n    protocol: h2c\n    health: {{grpc: true}}\n    backends: [{{addr: {}}}]\nstable: blue",
+                grpc.addr
+            ),
+        );
+    let p = Proxy::start(&policy);
     for i in 0..10 {
         p.get(&format!("/predict?id={i}"), &[]);
     }
     p.wait_metrics(&[
         "blueshift_prediction_score_count{color=\"blue\"}",
         "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\"}",
+        "blueshift_grpc_responses_total{code=\"OK\",color=\"grpc\"}",
+        "blueshift_tls_certificate_expiry_seconds{listener=",
     ]);
     let o = promtool(&["check", "metrics"], Some(&p.metrics()));
     assert!(o.status.success(), "promtool: {}{}", text(&o).0, text(&o).1);
 
     let real = exported(&p);
-    assert_eq!(real.len(), 13, "{real:?}");
+    assert_eq!(real.len(), 15, "{real:?}");
     let dashboard = std::fs::read_to_string(format!("{ROOT}/conf/grafana/blueshift.json")).unwrap();
     let d: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     let exprs: Vec<String> = d["panels"]

@@ -9,14 +9,17 @@
 //! the ways real ones do; the demo also lets a shell do it with `POST /demo/<behaviour>`.
 
 mod answers;
+mod reply;
+
+use reply::Reply;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// How the server behaves right now.
@@ -135,6 +138,36 @@ pub struct ModelServer {
 impl ModelServer {
     /// Starts a server on `listener` that reports `version`; must run inside a tokio runtime.
     pub fn start(listener: std::net::TcpListener, version: &str) -> std::io::Result<ModelServer> {
+        Self::start_with(listener, version, None)
+    }
+
+    /// Starts a server that speaks HTTPS with this certificate chain and key (PEM).
+    pub fn start_tls(
+        listener: std::net::TcpListener,
+        version: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> std::io::Result<ModelServer> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(std::io::Error::other)?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(std::io::Error::other)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_with(listener, version, Some(acceptor))
+    }
+
+    fn start_with(
+        listener: std::net::TcpListener,
+        version: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<ModelServer> {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let listener = TcpListener::from_std(listener)?;
@@ -164,12 +197,23 @@ impl ModelServer {
                             break;
                         }
                         let Ok((stream, _)) = conn else { continue };
+                        let _ = stream.set_nodelay(true);
                         c.connections.fetch_add(1, Ordering::Relaxed);
                         let (v, c, mut s) = (version.clone(), c.clone(), stopped.clone());
+                        let tls = tls.clone();
                         tokio::spawn(async move {
+                            let served = async {
+                                match tls {
+                                    Some(tls) => match tls.accept(stream).await {
+                                        Ok(stream) => serve_conn(stream, &v, &c).await,
+                                        Err(e) => Err(e),
+                                    },
+                                    None => serve_conn(stream, &v, &c).await,
+                                }
+                            };
                             tokio::select! {
                                 _ = s.changed() => {}
-                                _ = serve_conn(stream, &v, &c) => {}
+                                _ = served => {}
                             }
                         });
                     }
@@ -203,8 +247,10 @@ impl Drop for ModelServer {
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
+async fn serve_conn<S>(mut stream: S, version: &str, c: &Controls) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut buf = Vec::with_capacity(4096);
     loop {
         // Read one request head.
@@ -280,84 +326,6 @@ async fn serve_conn(mut stream: TcpStream, version: &str, c: &Controls) -> std::
         reply.write(&mut stream, version, keep_alive).await?;
         if !keep_alive {
             return Ok(());
-        }
-    }
-}
-
-/// An answer to write.
-pub(crate) enum Reply {
-    /// A whole body with a content-length.
-    Full {
-        status: &'static str,
-        content_type: &'static str,
-        extra: &'static str,
-        body: Vec<u8>,
-    },
-    /// A chunked body, written in pieces of `piece` bytes a millisecond apart.
-    Pieces { body: Vec<u8>, piece: usize },
-    /// A `text/event-stream` of these events, `gap` apart.
-    Events { events: Vec<String>, gap: Duration },
-}
-
-impl Reply {
-    pub(crate) fn json(status: &'static str, body: String) -> Reply {
-        Reply::Full {
-            status,
-            content_type: "application/json",
-            extra: "",
-            body: body.into_bytes(),
-        }
-    }
-
-    async fn write(
-        self,
-        s: &mut TcpStream,
-        version: &str,
-        keep_alive: bool,
-    ) -> std::io::Result<()> {
-        let close = if keep_alive {
-            ""
-        } else {
-            "connection: close\r\n"
-        };
-        match self {
-            Reply::Full {
-                status,
-                content_type,
-                extra,
-                body,
-            } => {
-                let head = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-model-version: {version}\r\n{extra}{close}\r\n",
-                    body.len(),
-                );
-                s.write_all(head.as_bytes()).await?;
-                s.write_all(&body).await
-            }
-            Reply::Pieces { body, piece } => {
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
-                s.write_all(head.as_bytes()).await?;
-                for p in body.chunks(piece.max(1)) {
-                    s.write_all(format!("{:x}\r\n", p.len()).as_bytes()).await?;
-                    s.write_all(p).await?;
-                    s.write_all(b"\r\n").await?;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                s.write_all(b"0\r\n\r\n").await
-            }
-            Reply::Events { events, gap } => {
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
-                s.write_all(head.as_bytes()).await?;
-                for (i, e) in events.iter().enumerate() {
-                    if i > 0 {
-                        tokio::time::sleep(gap).await;
-                    }
-                    let event = format!("data: {e}\n\n");
-                    s.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
-                        .await?;
-                }
-                s.write_all(b"0\r\n\r\n").await
-            }
         }
     }
 }

@@ -8,6 +8,7 @@ use marked_yaml::{Span, Spanned};
 use super::checker::Checker;
 use super::file::{self, ListenEntry, Text};
 use super::{Listener, TlsFiles};
+use crate::tls::Faulty;
 
 /// The listeners; every problem is reported, with the admin address's conflicts too.
 pub(super) fn listeners(
@@ -73,15 +74,12 @@ fn pair(c: &mut Checker, key: &str, t: &Spanned<file::ListenerTlsFile>) -> Optio
         cert: cert?,
         key: key_file?,
     };
-    match crate::tls::load_pair(&files) {
+    match crate::tls::load_pair_at(&files) {
         Ok(_) => Some(files),
-        Err(e) => {
-            // A key that does not load, or does not match, is the key's problem; the rest the cert's.
-            let at = match e.contains(&files.key.display().to_string())
-                && !e.contains("does not match")
-            {
-                true => t.key.span(),
-                false => t.cert.span(),
+        Err((faulty, e)) => {
+            let at = match faulty {
+                Faulty::Cert => t.cert.span(),
+                Faulty::Key => t.key.span(),
             };
             c.report(at, format!("{key}.tls: {e}"));
             None

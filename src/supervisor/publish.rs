@@ -77,6 +77,9 @@ impl Inner {
             if p.quality.is_some() {
                 snap.colors[i].metrics.touch_answers();
             }
+            if c.protocol.h2() {
+                snap.colors[i].metrics.touch_grpc();
+            }
             if snap.mirror.is_some_and(|m| m.color == i) {
                 snap.colors[i].metrics.touch_shadow();
             }

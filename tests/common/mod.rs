@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use blueshift::model_server::ModelServer;
 
+pub mod peers;
+
 /// How long anything in a test may take to become true.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -71,6 +73,15 @@ impl Models {
     pub fn addr(&self, i: usize) -> SocketAddr {
         self.servers[i].addr
     }
+
+    /// Starts a model server speaking HTTPS with this pair (PEM); returns its index.
+    pub fn start_tls(&mut self, version: &str, pair: &(String, String)) -> usize {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _guard = self.rt.enter();
+        self.servers
+            .push(ModelServer::start_tls(l, version, &pair.0, &pair.1).unwrap());
+        self.servers.len() - 1
+    }
 }
 
 /// Two free loopback addresses: the proxy's and the admin API's.
@@ -92,6 +103,8 @@ pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// What a `{tls}` placeholder in the policy became (a TLS listener's address).
+    pub tls: SocketAddr,
     pub policy: PathBuf,
     _dir: tempfile::TempDir,
     /// One keep-alive connection for [`Proxy::get`], as a real client would hold.
@@ -114,7 +127,9 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.yaml");
         let (addr, admin) = ports();
-        std::fs::write(&path, fill(policy, addr, admin)).unwrap();
+        let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let policy = policy.replace("{tls}", &tls.to_string());
+        std::fs::write(&path, fill(&policy, addr, admin)).unwrap();
         let conf = dir.path().join("pingora.yaml");
         let mut args = Vec::new();
         if let Some(text) = pingora_conf {
@@ -122,7 +137,9 @@ impl Proxy {
             args = vec!["--pingora-conf", conf.to_str().unwrap()];
         }
         let child = Proxy::spawn(&path, &args, env);
-        Proxy::attach(child, &path, addr, admin, dir)
+        let mut p = Proxy::attach(child, &path, addr, admin, dir);
+        p.tls = tls;
+        p
     }
 
     /// Runs the binary on a policy file the caller wrote (with [`ports`] and [`fill`]).
@@ -165,6 +182,7 @@ impl Proxy {
             child,
             addr,
             admin,
+            tls: addr,
             policy: path.to_path_buf(),
             _dir: dir,
             conn: std::sync::Mutex::new(None),

@@ -1,0 +1,86 @@
+//! Writing an answer: a whole body, a chunked body in pieces, or a stream of server-sent events.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+/// An answer to write.
+pub(crate) enum Reply {
+    /// A whole body with a content-length.
+    Full {
+        status: &'static str,
+        content_type: &'static str,
+        extra: &'static str,
+        body: Vec<u8>,
+    },
+    /// A chunked body, written in pieces of `piece` bytes a millisecond apart.
+    Pieces { body: Vec<u8>, piece: usize },
+    /// A `text/event-stream` of these events, `gap` apart.
+    Events { events: Vec<String>, gap: Duration },
+}
+
+impl Reply {
+    pub(crate) fn json(status: &'static str, body: String) -> Reply {
+        Reply::Full {
+            status,
+            content_type: "application/json",
+            extra: "",
+            body: body.into_bytes(),
+        }
+    }
+
+    pub(super) async fn write<S>(
+        self,
+        s: &mut S,
+        version: &str,
+        keep_alive: bool,
+    ) -> std::io::Result<()>
+    where
+        S: tokio::io::AsyncWrite + Unpin,
+    {
+        let close = if keep_alive {
+            ""
+        } else {
+            "connection: close\r\n"
+        };
+        match self {
+            Reply::Full {
+                status,
+                content_type,
+                extra,
+                body,
+            } => {
+                let head = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-model-version: {version}\r\n{extra}{close}\r\n",
+                    body.len(),
+                );
+                s.write_all(head.as_bytes()).await?;
+                s.write_all(&body).await
+            }
+            Reply::Pieces { body, piece } => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
+                s.write_all(head.as_bytes()).await?;
+                for p in body.chunks(piece.max(1)) {
+                    s.write_all(format!("{:x}\r\n", p.len()).as_bytes()).await?;
+                    s.write_all(p).await?;
+                    s.write_all(b"\r\n").await?;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                s.write_all(b"0\r\n\r\n").await
+            }
+            Reply::Events { events, gap } => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
+                s.write_all(head.as_bytes()).await?;
+                for (i, e) in events.iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    let event = format!("data: {e}\n\n");
+                    s.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
+                        .await?;
+                }
+                s.write_all(b"0\r\n\r\n").await
+            }
+        }
+    }
+}
