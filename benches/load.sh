@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # blueshift vs nginx vs HAProxy under the same load, on the same box, in alternating rounds.
 #
-#   benches/load.sh [seconds-per-run] [rounds]     (default 10 s, 3 rounds)
+#   benches/load.sh [seconds-per-run] [rounds]     (default 10 s, 3 rounds; then benches/protocols.sh)
 #
 # A fixed nginx backend answers a small JSON body on two ports (blue/green). In front of it:
 # blueshift (90/10 split, cookie affinity, override header, metrics), the same blueshift with
@@ -149,3 +149,10 @@ for t in blueshift nginx haproxy; do
     "$(echo "$before/1024" | bc -l)" "$(echo "$after/1024" | bc -l)" "$(cat "$WORK/idle.out")" "$(echo "($after-$before)/$n" | bc -l)"
   : >"$WORK/idle.out"
 done
+
+# TLS and HTTP/2 rows (benches/protocols.sh), after this run's processes are gone; PROTOCOLS=0 skips them.
+if [ "${PROTOCOLS:-1}" != 0 ]; then
+  cleanup
+  trap - EXIT
+  exec "$(dirname "$0")/protocols.sh" "$SECS" "$ROUNDS"
+fi

@@ -1,9 +1,14 @@
 //! A bare Pingora proxy (one fixed peer, no features) under blueshift's server settings: the
 //! floor that benches/load.sh's blueshift numbers are compared with in BENCHMARKS.md.
 //!
-//!   cargo run --release --example bare_pingora -- LISTEN_ADDR PEER_ADDR
+//!   cargo run --release --example bare_pingora -- LISTEN_ADDR PEER_ADDR [TLS_ADDR CERT KEY]
+//!
+//! The plain listener takes HTTP/1.1 and h2c and the TLS one offers h2 and http/1.1, as
+//! blueshift's do.
 
 use async_trait::async_trait;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::RunArgs;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::{ProxyHttp, Session};
@@ -31,7 +36,18 @@ impl ProxyHttp for Bare {
 fn main() {
     let (mut server, listen, peer) = common::setup();
     let mut svc = pingora_proxy::http_proxy_service(&server.configuration, Bare(peer));
+    if let Some(app) = svc.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
     svc.add_tcp(&listen);
+    let tls: Vec<String> = std::env::args().skip(3).collect();
+    if let [addr, cert, key] = tls.as_slice() {
+        let mut settings = TlsSettings::intermediate(cert, key).expect("TLS settings");
+        settings.enable_h2();
+        svc.add_tls_with_settings(addr, None, settings);
+    }
     server.add_service(svc);
     server.run(RunArgs::default());
 }

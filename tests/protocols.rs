@@ -114,6 +114,11 @@ fn the_tls_listener_speaks_http2_and_http1_by_alpn_to_curl() {
         (Some(e.p.tls.to_string().as_str()), Some("CN=one.test"))
     );
     assert_eq!(tls["error"], serde_json::Value::Null);
+    let cli = e.p.cli_status();
+    assert!(
+        cli.contains(&format!("tls       {} CN=one.test, expires ", e.p.tls)),
+        "{cli}"
+    );
     let expiry = e.p.metrics();
     assert!(
         expiry.contains(&format!(
@@ -286,6 +291,11 @@ fn a_new_certificate_serves_new_handshakes_within_2s_with_no_failed_request() {
     });
     let error = s["tls"][0]["error"].as_str().unwrap();
     assert!(error.contains("holds no PEM private key"), "{error}");
+    let cli = e.p.cli_status();
+    assert!(
+        cli.contains("CN=two.test") && cli.contains("; last load failed: "),
+        "{cli}"
+    );
     let broken = Instant::now();
     eventually("handshakes after the broken write", || {
         (count("CN=two.test", broken) >= 20).then_some(())
@@ -321,6 +331,10 @@ fn an_https_backend_behind_a_private_ca_is_checked_and_served_over_tls() {
     let p = Proxy::start(&policy);
     let s = p.status();
     assert_eq!(s["colors"]["green"]["protocol"], "https");
+    assert!(p
+        .cli_status()
+        .lines()
+        .any(|l| l.starts_with("green") && l.ends_with("(https)")));
     assert_eq!(
         s["colors"]["green"]["backends"][0]["health"], "healthy",
         "checked over TLS: {s}"

@@ -77,9 +77,13 @@ pub fn render(
                         .collect()
                 })
                 .unwrap_or_default();
+            let protocol = match c["protocol"].as_str() {
+                Some("http1") | None => String::new(),
+                Some(p) => format!("  ({p})"),
+            };
             let _ = writeln!(
                 s,
-                "{:<14} {:>5}%  {}",
+                "{:<14} {:>5}%  {}{protocol}",
                 name,
                 v["weights"][name].as_u64().unwrap_or(0),
                 backends.join(", ")
@@ -121,6 +125,24 @@ pub fn render(
         format!("ok{at}")
     };
     let _ = writeln!(s, "reload    {reload}");
+    for t in v["tls"].as_array().into_iter().flatten() {
+        let left = t["expires"]
+            .as_str()
+            .and_then(|e| humantime::parse_rfc3339(e).ok())
+            .and_then(|e| e.duration_since(now).ok())
+            .map(|d| format!(" (in {}d)", d.as_secs() / 86_400))
+            .unwrap_or_else(|| " (expired)".into());
+        let mut line = format!(
+            "{} {}, expires {}{left}",
+            t["listener"].as_str().unwrap_or("?"),
+            t["subject"].as_str().unwrap_or("?"),
+            t["expires"].as_str().unwrap_or("?"),
+        );
+        if let Some(e) = t["error"].as_str() {
+            line.push_str(&style.paint("31", &format!("; last load failed: {e}")));
+        }
+        let _ = writeln!(s, "tls       {line}");
+    }
     for r in v["restart_required"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,
