@@ -37,6 +37,8 @@ pub struct Ctx {
     pub(crate) served: Option<Served>,
     /// A gRPC call: its `grpc-status`, once the headers or trailers said it.
     pub(crate) grpc: Option<Option<u8>>,
+    /// Why the last backend given up on failed.
+    pub(crate) last_failure: Option<&'static str>,
 }
 
 impl Drop for Ctx {
@@ -54,8 +56,10 @@ impl Ctx {
         }
     }
 
-    /// Excludes `peer` from this request's retries and counts the failure against its color.
-    pub(crate) fn give_up_on(&mut self, peer: &HttpPeer) {
+    /// Excludes `peer` from this request's retries and counts the failure (`why`) against its
+    /// color.
+    pub(crate) fn give_up_on(&mut self, peer: &HttpPeer, why: &'static str) {
+        self.last_failure = Some(why);
         if let Some(addr) = peer._address.as_inet() {
             self.tried.push(*addr);
         }
@@ -80,6 +84,7 @@ impl Ctx {
             mirror: None,
             served: None,
             grpc: None,
+            last_failure: None,
         }
     }
 

@@ -12,6 +12,8 @@
 //! - [`shadow`]: mirroring live requests to a shadow color and comparing its answers.
 //! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase.
 //! - [`context`]: the per-request context, and what a finished request records.
+//! - [`framing`]: the request framing rules (Host, Content-Length, Transfer-Encoding) and size
+//!   limit an edge enforces before forwarding.
 //! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
 //! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
 //! - [`grpc`]: a gRPC call's status, and which statuses count as the model failing.
@@ -25,6 +27,7 @@
 //! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, actions).
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
+//! - [`gate`]: a deadline on a new connection's first request head (slow clients).
 //! - [`tls`]: listeners' certificate pairs (loaded, checked, swapped live) and upstream CAs.
 //! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
 //! - [`cli`]: `blueshift check`, `status` and the admin actions.
@@ -38,6 +41,8 @@ pub mod client;
 pub mod context;
 pub mod demo;
 pub mod forwarded;
+pub mod framing;
+pub mod gate;
 pub mod grpc;
 pub mod health;
 pub mod metrics;

@@ -26,16 +26,13 @@ use crate::quality::Tap;
 use crate::shadow::{Draft, Mirrors};
 use crate::split::{self, Decision};
 use crate::state::{Shared, Snapshot};
-use crate::{forwarded, replies};
+use crate::{forwarded, framing, replies};
 
 /// Response header naming the color that served a request.
 pub const COLOR_HEADER: &str = "x-blueshift-color";
 
-/// Largest request head passed upstream, like HAProxy's and nginx's few-KiB buffers but roomier
-/// for the long tokens ML clients send; Pingora alone would accept 1 MiB.
-const MAX_REQUEST_HEADERS: usize = 64 * 1024;
-
-/// The proxy; cheap to share, all state is in the snapshot.
+/// The proxy; cheap to share (clones share the mirrors), all state is in the snapshot.
+#[derive(Clone)]
 pub struct Blueshift {
     state: Shared,
     mirrors: Arc<Mirrors>,
@@ -59,23 +56,34 @@ impl ProxyHttp for Blueshift {
         Ctx::new()
     }
 
+    // ---- early_request_filter: the client connection's settings ----------------------------
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        let t = &self.state.load().policy.timeouts;
+        // Pipelined requests are answered in order (RFC 9112 section 9.3.2).
+        session.set_pipelining_enabled(true);
+        session.set_read_timeout(Some(t.client_body));
+        // Only where the connection stays open anyway (not HTTP/1.0, `connection: close`).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(t.keepalive.as_secs().max(1)));
+        }
+        Ok(())
+    }
+
     // ---- request_filter: choose the color -------------------------------------------------
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Loaded once; the rest of the request reads this generation from `ctx`.
         let snap: &Snapshot = ctx.snap.insert(self.state.load_full());
         let p = &snap.policy;
-        let req = session.req_header();
-        let header_bytes: usize = req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
-        if header_bytes + req.uri.path().len() > MAX_REQUEST_HEADERS {
-            let body = "blueshift: request headers are larger than 64 KiB\n";
-            replies::plain(session, 431, body.into()).await?;
+        if let Err(refusal) = framing::check(session.req_header()) {
+            // The rest of the connection cannot be trusted to be framed as this request says.
+            session.set_keepalive(None);
+            let body = format!("blueshift: {}\n", refusal.reason);
+            replies::plain(session, refusal.status, body).await?;
             return Ok(true);
         }
+        let req = session.req_header();
         let affinity = p.affinity.as_ref();
         let input = routing_inputs(req, p);
         let decision = split::decide(&snap.table, input, fastrand::u32(..));
@@ -125,8 +133,9 @@ impl ProxyHttp for Blueshift {
                 return Error::e_explain(
                     ErrorType::HTTPStatus(502),
                     format!(
-                        "no backend of color {} accepted a connection",
-                        snap.table.names[color]
+                        "no backend of color {} is left to try (the last one: {})",
+                        snap.table.names[color],
+                        ctx.last_failure.unwrap_or("no healthy backend"),
                     ),
                 );
             }
@@ -144,7 +153,7 @@ impl ProxyHttp for Blueshift {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent, so another backend (or the stable color) can take the request.
-        ctx.give_up_on(peer);
+        ctx.give_up_on(peer, e.etype().as_str());
         e.set_retry(true);
         e
     }
@@ -160,7 +169,13 @@ impl ProxyHttp for Blueshift {
         let mut e = e.more_context(format!("peer {peer}"));
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
-        if !replayable || session.response_written().is_some() {
+        // A model too slow to answer is not asked again: that would double its load and the
+        // client's wait. The client gets a 504.
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        if !replayable || timed_out || session.response_written().is_some() {
             e.set_retry(false);
         } else if client_reused {
             // A stale keep-alive connection: the backend itself may be fine.
@@ -168,7 +183,7 @@ impl ProxyHttp for Blueshift {
         } else {
             // A fresh connection that died before answering: like a refused connect, try
             // elsewhere (nginx's `proxy_next_upstream error`, for idempotent requests only).
-            ctx.give_up_on(peer);
+            ctx.give_up_on(peer, e.etype().as_str());
             e.set_retry(true);
         }
         e

@@ -28,6 +28,12 @@ pub fn refusal(snap: &Snapshot, refusal: Refusal) -> String {
 pub fn error_code(e: &Error) -> u16 {
     match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
+        // The model did not answer in time: a gateway timeout, not a bad gateway.
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
         _ => match e.esource() {
             ErrorSource::Upstream => 502,
             ErrorSource::Downstream => match e.etype() {

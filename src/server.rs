@@ -14,6 +14,7 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::gate::Gate;
 use crate::policy::{self, Policy};
 use crate::proxy::Blueshift;
 use crate::supervisor::Supervisor;
@@ -135,18 +136,18 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) -> Resul
     let supervisor = Supervisor::new(path, policy, certs.clone());
     let (shared, handle) = (supervisor.shared(), supervisor.handle());
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Blueshift::new(shared.clone()),
-        "blueshift proxy",
+    // Plain listeners take HTTP/2 with prior knowledge too (gRPC clients): the gate tells it
+    // from HTTP/1.1 by the connection preface and hands it to a proxy with h2c on.
+    let logic = Blueshift::new(shared.clone());
+    let http1 = pingora_proxy::http_proxy(&server.configuration, logic.clone());
+    let mut h2c = pingora_proxy::http_proxy(&server.configuration, logic);
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    h2c.server_options = Some(options);
+    let mut proxy = Service::new(
+        "blueshift proxy".to_string(),
+        Gate::new(http1, h2c, shared.clone()),
     );
-    if let Some(app) = proxy.app_logic_mut() {
-        // Plain listeners take HTTP/2 with prior knowledge too (gRPC clients), told apart from
-        // HTTP/1.1 by the connection preface.
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        app.server_options = Some(options);
-    }
     for l in &listen {
         match certs.iter().find(|(addr, _)| *addr == l.addr) {
             Some((addr, store)) => {

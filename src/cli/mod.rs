@@ -190,11 +190,15 @@ pub fn summary(path: &Path, p: &Policy) -> String {
             p.mirroring.max_in_flight
         );
     }
+    let t = &p.timeouts;
     let _ = writeln!(
         s,
-        "  timeouts   connect {}, read {}",
-        human(p.timeouts.connect),
-        human(p.timeouts.read)
+        "  timeouts   backends: connect {}, read {}; clients: first head {}, body reads {}, keep-alive {}",
+        human(t.connect),
+        human(t.read),
+        human(t.client_header),
+        human(t.client_body),
+        human(t.keepalive)
     );
     if let Some(f) = &p.state_file {
         let _ = writeln!(s, "  state file {}", f.display());

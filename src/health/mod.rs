@@ -171,6 +171,7 @@ async fn probe_loop(
     let timeouts = Timeouts {
         connect: h.timeout,
         read: h.timeout,
+        ..Timeouts::default()
     };
     let ca = crate::upstream::ca(&spec.color);
     let peer = crate::upstream::peer(&spec.backend, &spec.color, ca.as_ref(), &timeouts);

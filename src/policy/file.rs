@@ -224,4 +224,7 @@ pub struct StepFile {
 pub struct TimeoutsFile {
     pub connect: Option<Text>,
     pub read: Option<Text>,
+    pub client_header: Option<Text>,
+    pub client_body: Option<Text>,
+    pub keepalive: Option<Text>,
 }

@@ -47,7 +47,7 @@ pub struct Policy {
     pub rollback: RollbackLimits,
     /// Progressive rollout of one candidate, if configured.
     pub rollout: Option<Rollout>,
-    /// Upstream timeouts.
+    /// Timeouts towards the backends and the clients.
     pub timeouts: Timeouts,
     /// Quality gates on what the models answer, if configured.
     pub quality: Option<Quality>,
@@ -276,13 +276,31 @@ pub struct Mirroring {
     pub max_in_flight: usize,
 }
 
-/// Upstream timeouts.
+/// Timeouts towards the backends and the clients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeouts {
-    /// TCP connect timeout.
+    /// TCP connect timeout to a backend.
     pub connect: Duration,
-    /// Time to wait for each read from the upstream.
+    /// Time to wait for each read from (or write to) a backend.
     pub read: Duration,
+    /// Time for a new client connection's first request head to arrive whole.
+    pub client_header: Duration,
+    /// Time to wait for each read of a request body (and of a later request's head).
+    pub client_body: Duration,
+    /// How long an idle kept-alive client connection stays open.
+    pub keepalive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(60),
+            client_header: Duration::from_secs(10),
+            client_body: Duration::from_secs(60),
+            keepalive: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Policy {

@@ -113,16 +113,29 @@ pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) 
         .rollout
         .as_ref()
         .and_then(|r| super::steps::rollout(&mut c, r, &colors, stable));
+    let t = f.timeouts.as_ref();
+    let d = Timeouts::default();
     let timeouts = Timeouts {
         connect: c.duration(
             "timeouts.connect",
-            f.timeouts.as_ref().and_then(|t| t.connect.as_ref()),
-            Duration::from_secs(2),
+            t.and_then(|t| t.connect.as_ref()),
+            d.connect,
         ),
-        read: c.duration(
-            "timeouts.read",
-            f.timeouts.as_ref().and_then(|t| t.read.as_ref()),
-            Duration::from_secs(60),
+        read: c.duration("timeouts.read", t.and_then(|t| t.read.as_ref()), d.read),
+        client_header: c.duration(
+            "timeouts.client_header",
+            t.and_then(|t| t.client_header.as_ref()),
+            d.client_header,
+        ),
+        client_body: c.duration(
+            "timeouts.client_body",
+            t.and_then(|t| t.client_body.as_ref()),
+            d.client_body,
+        ),
+        keepalive: c.duration(
+            "timeouts.keepalive",
+            t.and_then(|t| t.keepalive.as_ref()),
+            d.keepalive,
         ),
     };
     let quality = f

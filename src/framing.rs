@@ -1,0 +1,227 @@
+//! What a request head must look like before blueshift forwards it, beyond what Pingora's parser
+//! already enforces, and the size limit on heads.
+//!
+//! Pingora 0.9 refuses with 400 a Transfer-Encoding whose last coding is not `chunked`, any
+//! Transfer-Encoding in an HTTP/1.0 request, Content-Length values that differ or are not
+//! numbers, and an ambiguous authority (two Host headers); a request with both Content-Length
+//! and Transfer-Encoding it forwards as RFC 9112 section 6.3 allows (the length removed, the
+//! body read as chunked) and closes the connection after it. What it lets through is refused
+//! here: an HTTP/1.1 request without Host (RFC 9112 section 3.2); more than one Content-Length,
+//! even agreeing, or a list of them (Pingora would forward the duplicates); chunked applied twice
+//! (section 6.1) with 400; and other transfer codings, which blueshift does not implement, with
+//! 501 (section 6.1). HTTP/2 requests are framed by their frames, so only the size limit applies.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::Version;
+use pingora_http::RequestHeader;
+
+/// Largest request head passed upstream, like HAProxy's and nginx's few-KiB buffers but roomier
+/// for the long tokens ML clients send; Pingora alone would accept 1 MiB.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// Why a request is refused: its status and a line for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// 400 or 431.
+    pub status: u16,
+    /// What is wrong, and where the rule comes from.
+    pub reason: &'static str,
+}
+
+const fn bad(reason: &'static str) -> Refusal {
+    Refusal {
+        status: 400,
+        reason,
+    }
+}
+
+/// Checks a request head.
+pub fn check(req: &RequestHeader) -> Result<(), Refusal> {
+    let head: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if head + req.uri.path().len() > MAX_REQUEST_HEAD {
+        return Err(Refusal {
+            status: 431,
+            reason: "request headers are larger than 64 KiB",
+        });
+    }
+    match req.version {
+        Version::HTTP_11 => {
+            host(req)?;
+            body_length(req)
+        }
+        Version::HTTP_10 | Version::HTTP_09 => body_length(req),
+        _ => Ok(()),
+    }
+}
+
+/// RFC 9112 §3.2: exactly one Host, with a valid value.
+fn host(req: &RequestHeader) -> Result<(), Refusal> {
+    let mut hosts = req.headers.get_all(HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Err(bad(
+            "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)",
+        ));
+    };
+    if hosts.next().is_some() {
+        return Err(bad("more than one Host header (RFC 9112 section 3.2)"));
+    }
+    let valid = host
+        .as_bytes()
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+;=%".contains(b));
+    match valid {
+        true => Ok(()),
+        false => Err(bad(
+            "the Host header is not a valid host (RFC 9112 section 3.2)",
+        )),
+    }
+}
+
+/// One Content-Length, and chunked once as the only transfer coding.
+fn body_length(req: &RequestHeader) -> Result<(), Refusal> {
+    let lengths: Vec<&[u8]> = req
+        .headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if lengths.len() > 1 || lengths.iter().any(|l| l.contains(&b',')) {
+        return Err(bad("more than one Content-Length (RFC 9110 section 8.6)"));
+    }
+    let mut codings = req
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|c| c.trim_ascii());
+    let Some(first) = codings.next() else {
+        return Ok(());
+    };
+    let rest: Vec<&[u8]> = codings.collect();
+    match (first, rest.as_slice()) {
+        (c, []) if c.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ if rest
+            .iter()
+            .chain([&first])
+            .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
+            .count()
+            > 1 =>
+        {
+            Err(bad("chunked applied more than once (RFC 9112 section 6.1)"))
+        }
+        (_, [.., last]) if last.eq_ignore_ascii_case(b"chunked") => Err(Refusal {
+            status: 501,
+            reason:
+                "transfer codings other than chunked are not implemented (RFC 9112 section 6.1)",
+        }),
+        // Pingora refuses a last coding other than chunked before this runs.
+        _ => Err(bad(
+            "chunked is not the last transfer coding (RFC 9112 section 6.1)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: Version, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/predict", None).unwrap();
+        r.set_version(version);
+        for (k, v) in headers {
+            r.append_header(k.to_string(), v.to_string()).unwrap();
+        }
+        r
+    }
+
+    fn reason(version: Version, headers: &[(&str, &str)]) -> Option<&'static str> {
+        check(&req(version, headers)).err().map(|r| r.reason)
+    }
+
+    const H11: Version = Version::HTTP_11;
+
+    #[test]
+    fn well_framed_requests_pass() {
+        assert_eq!(reason(H11, &[("host", "api.example.com")]), None);
+        assert_eq!(reason(H11, &[("host", "127.0.0.1:8080")]), None);
+        assert_eq!(reason(H11, &[("host", "[::1]:80")]), None);
+        assert_eq!(
+            reason(Version::HTTP_10, &[]),
+            None,
+            "HTTP/1.0 may omit Host"
+        );
+        assert_eq!(
+            reason(Version::HTTP_2, &[]),
+            None,
+            "HTTP/2 is framed by its frames"
+        );
+    }
+
+    #[test]
+    fn host_is_required_once_and_valid() {
+        assert!(reason(H11, &[]).unwrap().contains("needs a Host"));
+        assert!(reason(H11, &[("host", "a"), ("host", "b")])
+            .unwrap()
+            .contains("more than one Host"));
+        assert!(reason(H11, &[("host", "a b")])
+            .unwrap()
+            .contains("not a valid host"));
+        assert!(reason(H11, &[("host", "a/b")])
+            .unwrap()
+            .contains("not a valid host"));
+    }
+
+    #[test]
+    fn lengths_and_codings_beyond_pingoras_checks() {
+        let h = ("host", "x");
+        let status = |headers: &[(&str, &str)]| check(&req(H11, headers)).err().map(|r| r.status);
+        assert_eq!(status(&[h, ("content-length", "5")]), None);
+        assert_eq!(
+            status(&[h, ("content-length", "5"), ("content-length", "5")]),
+            Some(400)
+        );
+        assert_eq!(status(&[h, ("content-length", "5, 5")]), Some(400));
+        assert_eq!(status(&[h, ("transfer-encoding", "chunked")]), None);
+        assert_eq!(status(&[h, ("transfer-encoding", "Chunked")]), None);
+        assert_eq!(
+            status(&[h, ("transfer-encoding", "chunked, chunked")]),
+            Some(400)
+        );
+        assert_eq!(
+            status(&[
+                h,
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Some(400)
+        );
+        assert_eq!(
+            status(&[h, ("transfer-encoding", "gzip, chunked")]),
+            Some(501)
+        );
+        assert_eq!(
+            status(&[
+                h,
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Some(501)
+        );
+        assert_eq!(
+            status(&[h, ("transfer-encoding", "chunked, gzip")]),
+            Some(400)
+        );
+        assert_eq!(status(&[h, ("transfer-encoding", ", chunked")]), Some(501));
+    }
+
+    #[test]
+    fn large_heads_get_431() {
+        let big = "a".repeat(MAX_REQUEST_HEAD);
+        let r = check(&req(H11, &[("host", "x"), ("x-big", &big)]));
+        assert_eq!(r.map_err(|r| r.status), Err(431));
+    }
+}

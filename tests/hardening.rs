@@ -1,0 +1,200 @@
+//! Requests sent by hand, byte for byte: the framing rules an edge must enforce (RFC 9112),
+//! pipelining, and clients too slow to send a request head.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn proxy(extra: &str) -> (Models, Proxy) {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&two_colors(&[m.addr(0)], &[m.addr(1)], (100, 0), extra));
+    (m, p)
+}
+
+/// Sends `bytes` on a new connection and reads until the server closes: every response.
+fn exchange(p: &Proxy, bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&raw(p.addr, bytes).unwrap()).into_owned()
+}
+
+fn statuses(text: &str) -> Vec<u16> {
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn an_http11_request_without_host_gets_400_and_never_reaches_the_model() {
+    let (m, p) = proxy("");
+    let out = exchange(
+        &p,
+        b"GET /predict HTTP/1.1\r\nuser-agent: hand\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(statuses(&out), [400], "{out}");
+    assert!(
+        out.contains("needs a Host header (RFC 9112 section 3.2)"),
+        "{out}"
+    );
+    let two = exchange(
+        &p,
+        b"GET /predict HTTP/1.1\r\nhost: a\r\nhost: b\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(statuses(&two), [400], "{two}");
+    // HTTP/1.0 may omit it.
+    let old = exchange(&p, b"GET /predict HTTP/1.0\r\n\r\n");
+    assert_eq!(statuses(&old), [200], "{old}");
+    assert_eq!(m.servers[0].controls.predictions(), 1);
+}
+
+#[test]
+fn both_content_length_and_transfer_encoding_are_forwarded_as_chunked_and_the_connection_closes() {
+    let (m, p) = proxy("");
+    m.servers[0].controls.record_requests();
+    // A smuggling attempt: CL says 4 bytes, chunked says the body ends at once, and what follows
+    // would be a second request. RFC 9112 section 6.3: Transfer-Encoding wins, the length goes,
+    // and the connection closes after the answer, so the "second request" is never read.
+    let attack = b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n";
+    let out = exchange(&p, attack);
+    assert_eq!(
+        statuses(&out),
+        [200],
+        "one answer, then the connection closes: {out}"
+    );
+    assert!(out.to_lowercase().contains("connection: close"), "{out}");
+    let got = m.servers[0].controls.recorded();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].path, "/predict");
+    assert!(
+        !got[0].headers.iter().any(|(k, _)| k == "content-length"),
+        "{got:?}"
+    );
+    // Framings Pingora refuses outright: a last coding other than chunked, TE in HTTP/1.0,
+    // lengths that disagree or are not numbers.
+    for te in ["chunked, identity", "xchunked", "gzip"] {
+        let req = format!(
+            "POST /predict HTTP/1.1\r\nhost: x\r\ntransfer-encoding: {te}\r\n\r\n0\r\n\r\n"
+        );
+        assert_eq!(statuses(&exchange(&p, req.as_bytes())), [400], "{te}");
+    }
+    let old = b"POST /predict HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_eq!(statuses(&exchange(&p, old)), [400]);
+    for cl in [
+        "content-length: 2\r\ncontent-length: 3",
+        "content-length: 1x",
+        "content-length: -1",
+    ] {
+        let req = format!("POST /predict HTTP/1.1\r\nhost: x\r\n{cl}\r\n\r\nabc");
+        assert_eq!(statuses(&exchange(&p, req.as_bytes())), [400], "{cl}");
+    }
+    assert_eq!(
+        m.servers[0].controls.recorded().len(),
+        1,
+        "none of them reached the model"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (m, p) = proxy("");
+    m.servers[0].controls.record_requests();
+    let mut bytes = Vec::new();
+    for i in 0..3 {
+        bytes.extend_from_slice(
+            format!("GET /predict?id={i} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+        );
+    }
+    bytes.extend_from_slice(b"GET /headers HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    // One write, four requests.
+    let out = exchange(&p, &bytes);
+    assert_eq!(statuses(&out), [200, 200, 200, 200], "{out}");
+    let paths: Vec<String> = m.servers[0]
+        .controls
+        .recorded()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/predict?id=0",
+            "/predict?id=1",
+            "/predict?id=2",
+            "/headers"
+        ]
+    );
+    // The answers come back in the order asked: the last is the /headers echo.
+    let last = out.rfind("HTTP/1.1 200").unwrap();
+    assert!(
+        out[last..].to_lowercase().contains("get /headers http/1.1"),
+        "{out}"
+    );
+    // A POST with its body, then a GET, in one write.
+    let two = b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhelloGET /predict?id=9 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    assert_eq!(statuses(&exchange(&p, two)), [200, 200]);
+}
+
+#[test]
+fn a_client_too_slow_with_its_first_head_gets_408_and_normal_clients_do_not_wait() {
+    let (_m, p) = proxy("timeouts:\n  client_header: 1s\n");
+    // Silent after connecting: closed at the deadline (no h2c peek without a timeout).
+    let mut silent = TcpStream::connect(p.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let _ = silent.read_to_end(&mut out);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"),
+        "{out:?}"
+    );
+    // Slowloris: a byte every 300 ms never completes a head in time.
+    let mut slow = TcpStream::connect(p.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    for b in b"GET /predict HTTP/1.1\r\nhost: x\r\n".iter() {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if t.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = slow.read_to_end(&mut out);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert!(String::from_utf8_lossy(&out).contains("408"), "{out:?}");
+    // Meanwhile a normal client is served at once, and HTTP/2 with prior knowledge still works.
+    assert_eq!(p.get("/predict", &[]).status, 200);
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
+    let (_m, p) = proxy("timeouts:\n  keepalive: 1s\n");
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /predict HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let idle = t.elapsed();
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(3),
+        "closed after {idle:?}"
+    );
+}
