@@ -9,7 +9,18 @@
 //! here: an HTTP/1.1 request without Host (RFC 9112 section 3.2); more than one Content-Length,
 //! even agreeing, or a list of them (Pingora would forward the duplicates); chunked applied twice
 //! (section 6.1) with 400; and other transfer codings, which blueshift does not implement, with
-//! 501 (section 6.1). HTTP/2 requests are framed by their frames, so only the size limit applies.
+//! 501 (section 6.1). Two more are refused because servers disagree on them, which is how
+//! requests get smuggled: a body on GET or HEAD (RFC 9110 section 9.3.1 gives it no meaning, so
+//! an origin may skip it and read it as the next request; `Content-Length: 0` passes, and is
+//! not forwarded), and a
+//! header whose name spells Content-Length or Transfer-Encoding with other separators
+//! (`Transfer_Encoding`, `content--length`), which some servers fold into the real one. HTTP/2
+//! requests are framed by their frames, so only the size limit applies.
+//!
+//! Pingora percent-encodes control bytes and spaces in a request target rather than refusing
+//! them (`/a\0b` reaches the origin as `/a%00b`, and a bare line feed gets 400), so what is
+//! forwarded is unambiguous; `tests/desync.rs` holds blueshift to that against AWS's
+//! `http_desync_guardian` corpus.
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::Version;
@@ -58,6 +69,56 @@ pub fn check(req: &RequestHeader) -> Result<(), Refusal> {
     }
 }
 
+/// What `check` lets through but need not go on: `Content-Length: 0` on GET and HEAD, which
+/// carries nothing and which some servers take as a sign of a body to come.
+pub fn tidy(req: &mut RequestHeader) {
+    if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        req.remove_header(&CONTENT_LENGTH);
+    }
+}
+
+/// The framing header a name imitates: one that reads as Content-Length or Transfer-Encoding,
+/// or as the start of one, once separators are ignored (`transfer_encoding`, `content--length`,
+/// `content length`, `content-lengt-`), and is at least as long. The rule is that of AWS's
+/// `http_desync_guardian`, so nothing it would call suspicious is forwarded.
+fn lookalike(name: &str) -> Option<&'static str> {
+    [
+        ("content-length", "Content-Length"),
+        ("transfer-encoding", "Transfer-Encoding"),
+    ]
+    .into_iter()
+    .find(|(real, _)| imitates(name.as_bytes(), real.as_bytes()))
+    .map(|(_, shown)| shown)
+}
+
+/// Walks `real` over `name`: letters must match in order, the hyphen takes any one byte and the
+/// separators after it; at the first difference, `name` must hold no more letters or digits.
+fn imitates(name: &[u8], real: &[u8]) -> bool {
+    if name.len() < real.len() || name.eq_ignore_ascii_case(real) {
+        return false;
+    }
+    let next_alnum = |from: usize| {
+        from + name[from..]
+            .iter()
+            .position(u8::is_ascii_alphanumeric)
+            .unwrap_or(name.len() - from)
+    };
+    let mut i = next_alnum(0);
+    for &c in real {
+        if i == name.len() {
+            return false;
+        }
+        if c == b'-' {
+            i = next_alnum(i + 1);
+        } else if name[i].eq_ignore_ascii_case(&c) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    next_alnum(i) == name.len()
+}
+
 /// RFC 9112 §3.2: exactly one Host, with a valid value.
 fn host(req: &RequestHeader) -> Result<(), Refusal> {
     let mut hosts = req.headers.get_all(HOST).iter();
@@ -81,8 +142,36 @@ fn host(req: &RequestHeader) -> Result<(), Refusal> {
     }
 }
 
-/// One Content-Length, and chunked once as the only transfer coding.
+/// One Content-Length, chunked once as the only transfer coding, no body on GET or HEAD, and no
+/// lookalikes of either header.
 fn body_length(req: &RequestHeader) -> Result<(), Refusal> {
+    for (name, _) in req.headers.iter() {
+        match lookalike(name.as_str()) {
+            Some("Content-Length") => {
+                return Err(bad(
+                    "a header name that spells Content-Length with other separators is refused",
+                ))
+            }
+            Some(_) => {
+                return Err(bad(
+                    "a header name that spells Transfer-Encoding with other separators is refused",
+                ))
+            }
+            None => {}
+        }
+    }
+    if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        let empty = req
+            .headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes().trim_ascii() == b"0");
+        if !empty || req.headers.contains_key(TRANSFER_ENCODING) {
+            return Err(bad(
+                "a GET or HEAD request with a body is refused (RFC 9110 section 9.3.1)",
+            ));
+        }
+    }
     let lengths: Vec<&[u8]> = req
         .headers
         .get_all(CONTENT_LENGTH)
@@ -216,6 +305,50 @@ mod tests {
             Some(400)
         );
         assert_eq!(status(&[h, ("transfer-encoding", ", chunked")]), Some(501));
+    }
+
+    #[test]
+    fn bodies_on_get_and_lookalike_framing_headers_are_refused() {
+        let get = |headers: &[(&str, &str)]| {
+            let mut r = req(H11, headers);
+            r.set_method(http::Method::GET);
+            check(&r).err().map(|r| r.reason)
+        };
+        let h = ("host", "x");
+        assert_eq!(get(&[h]), None);
+        assert_eq!(get(&[h, ("content-length", "0")]), None);
+        assert!(get(&[h, ("content-length", "5")]).unwrap().contains("GET"));
+        assert!(get(&[h, ("transfer-encoding", "chunked")])
+            .unwrap()
+            .contains("GET"));
+        for name in [
+            "transfer_encoding",
+            "transfer---encoding",
+            "-transfer-encoding",
+        ] {
+            let r = reason(H11, &[h, (name, "chunked")]);
+            assert!(r.unwrap().contains("Transfer-Encoding"), "{name}");
+        }
+        let r = reason(H11, &[h, ("content_length", "5")]);
+        assert!(r.unwrap().contains("Content-Length"));
+        assert_eq!(reason(H11, &[h, ("x-content-length-hint", "5")]), None);
+        assert_eq!(reason(H11, &[h, ("content-type-hint", "5")]), None);
+        assert_eq!(reason(H11, &[h, ("content-lengths", "5")]), None);
+        assert_eq!(reason(H11, &[h, ("content-length", "5")]), None);
+        assert_eq!(reason(H11, &[h, ("x_api_key", "k")]), None);
+    }
+
+    #[test]
+    fn an_empty_length_on_get_is_not_forwarded() {
+        let mut r = req(H11, &[("host", "x"), ("content-length", "0")]);
+        tidy(&mut r);
+        assert!(
+            r.headers.contains_key(CONTENT_LENGTH),
+            "POST keeps its length"
+        );
+        r.set_method(http::Method::GET);
+        tidy(&mut r);
+        assert!(!r.headers.contains_key(CONTENT_LENGTH));
     }
 
     #[test]

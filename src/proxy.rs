@@ -63,6 +63,7 @@ impl ProxyHttp for Blueshift {
         // Pipelined requests are answered in order (RFC 9112 section 9.3.2).
         session.set_pipelining_enabled(true);
         session.set_read_timeout(Some(t.client_body));
+        session.set_write_timeout(Some(t.client_send));
         // Only where the connection stays open anyway (not HTTP/1.0, `connection: close`).
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(t.keepalive.as_secs().max(1)));
@@ -202,6 +203,7 @@ impl ProxyHttp for Blueshift {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        framing::tidy(req);
         forwarded::add(req, client, if tls { "https" } else { "http" })?;
         if let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) {
             // The copy is of what the serving model gets, X-Forwarded-For included.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use blueshift::model_server::ModelServer;
 
+pub mod origin;
 pub mod peers;
 
 /// How long anything in a test may take to become true.
