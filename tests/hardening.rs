@@ -198,3 +198,35 @@ fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
         "closed after {idle:?}"
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    let (_m, p) = proxy("timeouts:\n  client_send: 1s\n");
+    const BIG: usize = 48 << 20;
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET /big?bytes={BIG} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 1024];
+    s.read_exact(&mut head).unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    // The client stops reading (this pause is the behaviour under test, longer than the
+    // timeout): the proxy's writes stall on full socket buffers, and it gives up.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut got = head.len();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the connection is still open 10 s later ({e}): no send timeout"),
+        }
+    }
+    assert!(
+        got < BIG,
+        "the whole answer arrived ({got} bytes): nothing was cut off"
+    );
+    // Others are served as before.
+    assert_eq!(p.get("/predict", &[]).status, 200);
+}

@@ -193,11 +193,12 @@ pub fn summary(path: &Path, p: &Policy) -> String {
     let t = &p.timeouts;
     let _ = writeln!(
         s,
-        "  timeouts   backends: connect {}, read {}; clients: first head {}, body reads {}, keep-alive {}",
+        "  timeouts   backends: connect {}, read {}; clients: first head {}, body reads {}, writes {}, keep-alive {}",
         human(t.connect),
         human(t.read),
         human(t.client_header),
         human(t.client_body),
+        human(t.client_send),
         human(t.keepalive)
     );
     if let Some(f) = &p.state_file {

@@ -226,5 +226,6 @@ pub struct TimeoutsFile {
     pub read: Option<Text>,
     pub client_header: Option<Text>,
     pub client_body: Option<Text>,
+    pub client_send: Option<Text>,
     pub keepalive: Option<Text>,
 }

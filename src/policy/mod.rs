@@ -287,6 +287,8 @@ pub struct Timeouts {
     pub client_header: Duration,
     /// Time to wait for each read of a request body (and of a later request's head).
     pub client_body: Duration,
+    /// Time to wait for each write of an answer to a client that has stopped reading.
+    pub client_send: Duration,
     /// How long an idle kept-alive client connection stays open.
     pub keepalive: Duration,
 }
@@ -298,6 +300,7 @@ impl Default for Timeouts {
             read: Duration::from_secs(60),
             client_header: Duration::from_secs(10),
             client_body: Duration::from_secs(60),
+            client_send: Duration::from_secs(60),
             keepalive: Duration::from_secs(60),
         }
     }

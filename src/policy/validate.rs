@@ -132,6 +132,11 @@ pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) 
             t.and_then(|t| t.client_body.as_ref()),
             d.client_body,
         ),
+        client_send: c.duration(
+            "timeouts.client_send",
+            t.and_then(|t| t.client_send.as_ref()),
+            d.client_send,
+        ),
         keepalive: c.duration(
             "timeouts.keepalive",
             t.and_then(|t| t.keepalive.as_ref()),
