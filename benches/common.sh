@@ -42,6 +42,8 @@ wait_port() {
 # A fixed JSON backend on two ports, like a model server that answers instantly.
 start_backend() {
   mkdir -p "$WORK/backend/logs"
+  # A 1 MiB answer on blue's /big, for clients that read slowly.
+  head -c 1048576 /dev/zero | tr '\0' 'a' >"$WORK/backend/big.json"
   cat >"$WORK/backend/nginx.conf" <<EOF
 worker_processes 1;
 pid $WORK/backend/nginx.pid;
@@ -50,7 +52,11 @@ events { worker_connections 12000; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BLUE_PORT; location / { default_type application/json; return 200 '{"prediction":"positive","confidence":0.87,"model_version":"v1"}'; } }
+  server {
+    listen 127.0.0.1:$BLUE_PORT;
+    location / { default_type application/json; return 200 '{"prediction":"positive","confidence":0.87,"model_version":"v1"}'; }
+    location = /big { default_type application/json; alias $WORK/backend/big.json; }
+  }
   server { listen 127.0.0.1:$GREEN_PORT; location / { default_type application/json; return 200 '{"prediction":"positive","confidence":0.93,"model_version":"v2"}'; } }
 }
 EOF
