@@ -7,7 +7,8 @@
 # Attacks (slowhttptest): slow headers (slowloris: a header line every 5 s, never the end), slow
 # body (R-U-Dead-Yet: a 1 MiB POST body dribbled every 5 s), slow read (a 1 MiB answer read a few
 # bytes a second through a tiny window). The normal client is wrk, 8 connections, for the length
-# of the attack. Per proxy and attack: the most attack connections the proxy held open, whether
+# of the attack. Per proxy and attack: the most attack connections the proxy held open and how
+# many were still open when the attack ended, whether
 # slowhttptest's own probe ever found the service unavailable, and the normal client's requests
 # per second, p50, p99 and errors, next to the same client with no attack.
 #
@@ -26,7 +27,7 @@ TCK=$(getconf CLK_TCK)
 start_backend
 bs_policy 100 0 >"$WORK/policy.yaml"
 start_blueshift
-start_nginx_proxy 100 0
+start_nginx_proxy 100 1
 
 # wrk's summary as "req/s p50 p99 errors".
 normal_client() {
@@ -40,7 +41,7 @@ normal_client() {
   echo "$rps $p50 $p99 $errs"
 }
 
-# slowhttptest against a port in a mode; prints "held unavailable".
+# slowhttptest against a port in a mode; prints "most-held held-at-the-end unavailable".
 attack() {
   local port=$1 mode=$2 prefix="$WORK/slow-$1-$2"
   local args=(-c "$CONNS" -r 400 -l "$SECS" -p 3 -g -o "$prefix")
@@ -51,23 +52,23 @@ attack() {
   esac
   slowhttptest "${args[@]}" >/dev/null 2>&1 || true
   # Columns: seconds, closed, pending, connected, service available.
-  awk -F, 'NR > 1 { if ($4 > held) held = $4; if ($5 ~ /NO/) down++ }
-           END { printf "%d %s\n", held, (down ? down "s" : "never") }' "$prefix.csv"
+  awk -F, 'NR > 1 { if ($4 > held) held = $4; last = $4; if ($5 ~ /NO/) down++ }
+           END { printf "%d %d %s\n", held, last, (down ? down "s" : "never") }' "$prefix.csv"
 }
 
-printf '%-10s %-9s %8s %11s %8s %8s %8s %8s\n' proxy attack held unavailable req/s p50 p99 errors
+printf '%-10s %-9s %8s %8s %11s %8s %8s %8s %8s\n' proxy attack held at-end unavailable req/s p50 p99 errors
 for proxy in blueshift:$BS_PORT nginx:$NGINX_PORT; do
   name=${proxy%%:*}; port=${proxy##*:}
   read -r rps p50 p99 errs < <(normal_client "$port")
-  printf '%-10s %-9s %8s %11s %8s %8s %8s %8s\n' "$name" none - - "$rps" "$p50" "$p99" "$errs"
+  printf '%-10s %-9s %8s %8s %11s %8s %8s %8s %8s\n' "$name" none - - - "$rps" "$p50" "$p99" "$errs"
   for mode in headers body read; do
     attack "$port" "$mode" >"$WORK/attack.out" &
     apid=$!
     sleep 3 # the attack ramps up first
     read -r rps p50 p99 errs < <(SECS=$((SECS - 6)) normal_client "$port")
     wait "$apid"
-    read -r held down <"$WORK/attack.out"
-    printf '%-10s %-9s %8s %11s %8s %8s %8s %8s\n' "$name" "$mode" "$held" "$down" "$rps" "$p50" "$p99" "$errs"
+    read -r held last down <"$WORK/attack.out"
+    printf '%-10s %-9s %8s %8s %11s %8s %8s %8s %8s\n' "$name" "$mode" "$held" "$last" "$down" "$rps" "$p50" "$p99" "$errs"
   done
 done
 

@@ -39,6 +39,8 @@ pub struct Ctx {
     pub(crate) grpc: Option<Option<u8>>,
     /// Why the last backend given up on failed.
     pub(crate) last_failure: Option<&'static str>,
+    /// A connect failed for want of blueshift's own resources: the outcome is not the model's.
+    pub(crate) local_failure: bool,
 }
 
 impl Drop for Ctx {
@@ -63,6 +65,9 @@ impl Ctx {
         if let Some(addr) = peer._address.as_inet() {
             self.tried.push(*addr);
         }
+        if self.local_failure {
+            return;
+        }
         if let (Some(snap), Some(color)) = (&self.snap, self.color) {
             snap.colors[color].outcomes.record_failed_attempt();
         }
@@ -85,6 +90,7 @@ impl Ctx {
             served: None,
             grpc: None,
             last_failure: None,
+            local_failure: false,
         }
     }
 
@@ -131,7 +137,9 @@ impl Ctx {
             LatencyMode::Total => elapsed,
             LatencyMode::FirstByte => first_byte,
         };
-        color.outcomes.record(failed, latency, counts.as_ref());
+        if !(failed && self.local_failure) {
+            color.outcomes.record(failed, latency, counts.as_ref());
+        }
     }
 }
 

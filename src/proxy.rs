@@ -154,6 +154,7 @@ impl ProxyHttp for Blueshift {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent, so another backend (or the stable color) can take the request.
+        ctx.local_failure |= crate::upstream::local_exhaustion(&e);
         ctx.give_up_on(peer, e.etype().as_str());
         e.set_retry(true);
         e

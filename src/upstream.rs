@@ -17,6 +17,18 @@ pub const IDLE: Duration = Duration::from_secs(60);
 /// Concurrent streams on one HTTP/2 connection to a backend before another is opened.
 const H2_STREAMS: usize = 128;
 
+/// Whether `e` failed for want of this host's own resources (file descriptors, memory, local
+/// ports) rather than because of the backend: such failures are not held against a model, by
+/// the health checks or by the rollback judge.
+pub fn local_exhaustion(e: &pingora_core::Error) -> bool {
+    // Linux's EMFILE, ENFILE, ENOMEM, EADDRNOTAVAIL (no ephemeral port left) and ENOBUFS.
+    const LOCAL: [i32; 5] = [24, 23, 12, 99, 105];
+    e.root_cause()
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+        .is_some_and(|code| LOCAL.contains(&code))
+}
+
 /// A color's private CA as Pingora takes it, built once per snapshot and shared by its peers.
 pub fn ca(color: &Color) -> Option<Arc<CaType>> {
     let certs = color.tls.ca.as_ref()?;
@@ -45,4 +57,25 @@ pub fn peer(b: &BackendSpec, color: &Color, ca: Option<&Arc<CaType>>, t: &Timeou
     }
     o.ca = ca.cloned();
     peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_core::{Error, ErrorType};
+
+    #[test]
+    fn only_this_hosts_own_shortages_are_local() {
+        let because = |code| {
+            let io = std::io::Error::from_raw_os_error(code);
+            Error::because(ErrorType::ConnectError, "connecting", io)
+        };
+        assert!(local_exhaustion(&because(24)), "EMFILE");
+        assert!(local_exhaustion(&because(99)), "EADDRNOTAVAIL");
+        assert!(
+            !local_exhaustion(&because(111)),
+            "ECONNREFUSED is the backend's"
+        );
+        assert!(!local_exhaustion(&Error::new(ErrorType::ConnectTimedout)));
+    }
 }

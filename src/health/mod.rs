@@ -184,6 +184,14 @@ async fn probe_loop(
             Ok(r) => r,
             Err(_) => Err("timed out"),
         };
+        if result == Err(probe::NO_VERDICT) {
+            log::warn!(
+                "skipping a health check of {}: {}",
+                spec.backend.addr,
+                probe::NO_VERDICT
+            );
+            continue;
+        }
         let probe = Probe {
             target: target.clone(),
             result,

@@ -13,12 +13,19 @@ use crate::policy::Health;
 
 const USER_AGENT: &str = "blueshift-health";
 
-/// Probes once; the error is a short reason for the log and `/status`.
+/// The probe could not be made for want of blueshift's own resources (file descriptors, local
+/// ports): no verdict on the backend.
+pub const NO_VERDICT: &str = "blueshift is out of file descriptors or local ports";
+
+/// Probes once; the error is a short reason for the log and `/status`, or [`NO_VERDICT`].
 pub async fn probe(connector: &Connector, peer: &HttpPeer, h: &Health) -> Result<(), &'static str> {
-    let (mut s, _) = connector
-        .get_http_session(peer)
-        .await
-        .map_err(|e| connect_error(&e))?;
+    let (mut s, _) =
+        connector.get_http_session(peer).await.map_err(
+            |e| match crate::upstream::local_exhaustion(&e) {
+                true => NO_VERDICT,
+                false => connect_error(&e),
+            },
+        )?;
     // Every probe opens its own connection: a check should see what a new connection sees.
     let r = match &h.grpc {
         Some(service) => grpc(&mut s, peer, service).await,
