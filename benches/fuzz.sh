@@ -35,7 +35,8 @@ for t in "${TARGETS[@]}"; do
   else
     result="FAILED: $(ls -t "artifacts/$t" 2>/dev/null | head -1)"
     failed+=("$t")
-    grep -m3 -E "panicked|ERROR|SUMMARY" "$log" >&2 || true
+    # A crash says why; anything else (a build that fails) shows its last lines.
+    grep -m3 -E "panicked|ERROR|SUMMARY" "$log" >&2 || tail -5 "$log" >&2
   fi
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
   speed=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")

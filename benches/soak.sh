@@ -86,7 +86,7 @@ WRK=$!; PIDS+=($WRK)
 
 ( end=$((SECONDS + SECS))
   while [ $SECONDS -lt $end ]; do
-    h2load -n 200 -c 2 -m 4 "https://127.0.0.1:$BS_TLS/predict" 2>&1 | awk '/^requests:/ {print $2, $8 + $10 + $12}'
+    h2load -n 200 -c 2 -m 4 "https://127.0.0.1:$BS_TLS/predict" 2>&1 | awk '/^requests:/ {print $2, $2 - $8}'   # total, not succeeded
     sleep 5
   done >"$WORK/h2.out" ) &
 H2=$!; PIDS+=($H2)
