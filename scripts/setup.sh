@@ -13,6 +13,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v nghttp >/dev/null 2>&1 || need+=(nghttp2-client)        # h2c multiplexing client
   command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)  # gRPC and WebSocket peers
   command -v varnishtest >/dev/null 2>&1 || need+=(varnish)          # the VTC raw-bytes suite
+  command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)  # the rollout page's test
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -86,6 +86,8 @@ impl Admin {
 
 /// Paths that exist, for telling 405 from 404.
 const KNOWN: &[&str] = &[
+    "/",
+    "/history",
     "/healthz",
     "/metrics",
     "/status",
@@ -102,6 +104,18 @@ impl ServeHttp for Admin {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
         match (&method, path.as_str()) {
+            (&Method::GET | &Method::HEAD, "/") => page(),
+            (&Method::GET | &Method::HEAD, "/history") => {
+                match since(session.req_header().uri.query()) {
+                    // Compact: five minutes of points add up.
+                    Ok(t) => respond(
+                        StatusCode::OK,
+                        "application/json",
+                        self.supervisor.history().json(t).to_string().into_bytes(),
+                    ),
+                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
+                }
+            }
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/metrics") => respond(
                 StatusCode::OK,
@@ -134,6 +148,42 @@ impl ServeHttp for Admin {
             ),
             (_, p) => error(StatusCode::NOT_FOUND, &format!("no such endpoint: {p}")),
         }
+    }
+}
+
+/// The live rollout page: one self-contained document (no CDN, no build step).
+const PAGE: &str = include_str!("page.html");
+
+fn page() -> Response<Vec<u8>> {
+    let mut r = respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        PAGE.as_bytes().to_vec(),
+    );
+    let h = r.headers_mut();
+    // Everything it needs is inline; it talks only to this listener.
+    h.insert(
+        "content-security-policy",
+        http::HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        "x-content-type-options",
+        http::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// `?since=<unix ms>` of `/history` (0 without it); other parameters are ignored.
+fn since(query: Option<&str>) -> Result<u64, String> {
+    let value = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("since="));
+    match value {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("since must be a Unix time in milliseconds, not {v:?}")),
     }
 }
 

@@ -121,7 +121,8 @@ blueshift demo
   model green (v2)  http://127.0.0.1:5002
   proxy             http://127.0.0.1:8080   policy: {policy}
   proxy over TLS    https://localhost:8443  certificate: {cert} (self-signed at start)
-  admin             http://127.0.0.1:9901   (/status, /metrics, /healthz)
+  admin             http://127.0.0.1:9901   (open it in a browser: the live rollout page;
+                                            /status, /history, /metrics, /healthz)
 
 Try:
   # a prediction; the x-blueshift-color header says which model answered

@@ -24,7 +24,9 @@
 //! - [`persist`]: the state file that keeps rollbacks and pauses across restarts.
 //! - [`supervisor`]: the single writer of snapshots, driving all of the above.
 //! - [`reload`]: reload triggers (file watch, `SIGHUP`).
-//! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, actions).
+//! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, `/history`, actions) and the
+//!   live rollout page (`src/page.html`).
+//! - [`history`]: the last five minutes per color, one point a second, for the page.
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
 //! - [`gate`]: a deadline on a new connection's first request head (slow clients).
@@ -45,6 +47,7 @@ pub mod framing;
 pub mod gate;
 pub mod grpc;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod model_server;
 pub mod outcomes;

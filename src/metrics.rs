@@ -28,7 +28,7 @@ use prometheus::{
 pub const NO_COLOR: &str = "none";
 
 /// Latency buckets in seconds, from a fast model to a slow generative one.
-const DURATION_BUCKETS: &[f64] = &[
+pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -238,6 +238,46 @@ impl ColorMetrics {
     pub fn touch_answers(&self) {
         for c in &self.inspected {
             c.inc_by(0);
+        }
+    }
+
+    /// The color's counters since start, for the history (read once a second, never on the
+    /// request path).
+    pub fn totals(&self) -> crate::history::Totals {
+        use prometheus::core::Metric;
+        let fives: u64 = self.by_status[400..]
+            .iter()
+            .filter_map(|c| c.get().map(IntCounter::get))
+            .sum();
+        let all: u64 = self
+            .by_status
+            .iter()
+            .filter_map(|c| c.get().map(IntCounter::get))
+            .sum();
+        let cumulative = |h: &Histogram| -> Vec<u64> {
+            let m = h.metric();
+            let mut v: Vec<u64> = m
+                .get_histogram()
+                .get_bucket()
+                .iter()
+                .map(|b| b.cumulative_count())
+                .collect();
+            v.push(m.get_histogram().get_sample_count());
+            v
+        };
+        let labels = self.labels.read().unwrap_or_else(|e| e.into_inner());
+        crate::history::Totals {
+            requests: all + self.errors.get(),
+            errors: fives + self.errors.get(),
+            duration: cumulative(&self.duration),
+            first_byte: cumulative(&self.first_byte),
+            labels: labels
+                .iter()
+                .map(|(l, c)| (l.to_string(), c.get()))
+                .collect(),
+            invalid: self.inspected[1].get(),
+            matched: self.shadow[0].get(),
+            mismatched: self.shadow[1].get(),
         }
     }
 

@@ -16,13 +16,15 @@ use log::{error, info, warn};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, Mutex};
 
 mod apply;
+mod handle;
 mod judge;
 mod publish;
 
 use crate::health::{Checks, Counter, Probe, Status, Target};
+use crate::history::History;
 use crate::metrics;
 use crate::outcomes::Outcomes;
 use crate::persist;
@@ -31,52 +33,10 @@ use crate::quality::judge::Baseline;
 use crate::rollout::{self, Event, Machine};
 use crate::state::{self, Control, ReloadView, Shared, Snapshot};
 use crate::tls::CertStore;
+pub use handle::{Action, Command, Handle, Reply};
 
 /// How often the supervisor judges colors and advances rollout steps.
 pub const TICK: Duration = Duration::from_millis(200);
-
-/// What an admin action answers: `Ok` or a one-sentence reason it does not apply.
-pub type Reply = oneshot::Sender<Result<(), String>>;
-
-/// Operator actions on the rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Send everything to the stable color.
-    Rollback,
-    /// Put the candidate at 100%.
-    Promote,
-    /// Freeze the rollout's step.
-    Pause,
-    /// Continue a paused rollout or clear rollbacks.
-    Resume,
-}
-
-/// Requests to the supervisor.
-#[derive(Debug)]
-pub enum Command {
-    /// Re-read the policy file; `source` names the trigger for the log.
-    Reload(&'static str, Reply),
-    /// An operator action.
-    Act(Action, Reply),
-    /// Re-read the listeners' certificate files.
-    Certs(Reply),
-}
-
-/// A cloneable handle to send commands.
-#[derive(Clone)]
-pub struct Handle {
-    tx: mpsc::Sender<Command>,
-}
-
-impl Handle {
-    /// Sends a command and waits for its answer.
-    pub async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        let gone = || "blueshift is shutting down".to_string();
-        self.tx.send(make(tx)).await.map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-}
 
 /// Owns the control-plane state; runs as a Pingora background service.
 pub struct Supervisor {
@@ -102,6 +62,8 @@ struct Inner {
     baseline: Option<Baseline>,
     /// The certificate of each TLS listener.
     certs: Vec<(SocketAddr, Arc<CertStore>)>,
+    /// The last minutes per color, for the rollout page.
+    history: Arc<History>,
 }
 
 impl Supervisor {
@@ -149,11 +111,15 @@ impl Supervisor {
             probe_tx,
             baseline: None,
             certs,
+            history: Arc::default(),
         };
         inner.publish();
         Supervisor {
             shared: inner.shared.clone(),
-            handle: Handle { tx },
+            handle: Handle {
+                tx,
+                history: inner.history.clone(),
+            },
             channels: Mutex::new(Some((rx, probe_rx))),
             inner: Mutex::new(inner),
         }
@@ -304,6 +270,7 @@ impl Inner {
         };
         let _ = self.transition(Event::Tick(progress));
         self.judge();
+        self.history.sample(&self.shared.load(), now);
     }
 
     fn on_command(&mut self, cmd: Command) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use blueshift::model_server::ModelServer;
 
+pub mod browser;
 pub mod origin;
 pub mod peers;
 

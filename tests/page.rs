@@ -1,0 +1,257 @@
+//! The live rollout page, end to end: a real blueshift with two model servers, the page in
+//! headless Chromium (DevTools protocol), clicked like an operator would; and `/history`.
+
+mod common;
+
+use common::browser::Browser;
+use common::*;
+use serde_json::Value;
+
+/// A rollout with a shadow step first (moves on after 20 requests), then weights that hold.
+fn policy(m: &Models) -> String {
+    two_colors(
+        &[m.addr(0)],
+        &[m.addr(1)],
+        (90, 10),
+        "quality:\n  prediction: /prediction\n  score: /confidence\n  min_samples: 1000\n\
+         rollout:\n  candidate: green\n  steps:\n    - {shadow: 50, hold: 200ms, min_requests: 20}\n    \
+         - {weight: 20, hold: 1h}\n    - {weight: 100, hold: 1h}\n",
+    )
+}
+
+fn page(p: &Proxy, width: u32, height: u32) -> Browser {
+    let mut b = Browser::open(&format!("http://{}/", p.admin), width, height);
+    eventually("the page's first update", || {
+        (b.text("#live").starts_with("live")).then_some(())
+    });
+    b
+}
+
+/// What the page's weight bar should say for a `/status` document.
+fn bar_label(s: &Value) -> String {
+    let weights = s["weights"].as_object().unwrap();
+    s["colors"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|c| format!("{c} {}%", weights[c]))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn send(p: &Proxy, n: usize, from: usize) {
+    for i in from..from + n {
+        let r = p.get(&format!("/predict?id={i}"), &[]);
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+    }
+}
+
+/// Whether nothing spills sideways (no horizontal scrolling).
+const FITS: &str = "document.documentElement.scrollWidth <= document.documentElement.clientWidth";
+
+/// What sticks out, when something does.
+const WIDER: &str = "[...document.querySelectorAll('body *')].filter(e => \
+    e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5) \
+    .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 8).join(' ')";
+
+fn screenshot_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+#[test]
+fn the_page_follows_a_rollout_and_a_rollback_clicked_on_it_says_why() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&policy(&m));
+    let mut b = page(&p, 1280, 800);
+
+    // The weights /status reports, and the rollout's timeline with its shadow step now.
+    let s = p.status();
+    assert_eq!(s["state"], "progressing");
+    eventually("the page to show /status's weights", || {
+        let label = b.eval("document.getElementById('bar').getAttribute('aria-label')");
+        (label.as_str() == Some(bar_label(&p.status()).as_str())).then_some(())
+    });
+    assert_eq!(b.text("#state"), "progressing");
+    assert_eq!(b.eval("document.querySelectorAll('.step').length"), 3);
+    assert_eq!(b.text(".step.now"), "shadow 50%step 1 · now");
+
+    // Traffic flows: the shadow step passes, the charts and the label table fill in.
+    send(&p, 200, 0);
+    let s = p.wait_status("step 2", |s| s["rollout"]["step"] == 2);
+    eventually("the page to show step 2 and its weights", || {
+        let label = b.eval("document.getElementById('bar').getAttribute('aria-label')");
+        (b.text(".step.now") == "20%step 2 · now" && label.as_str() == Some(&bar_label(&s)))
+            .then_some(())
+    });
+    assert!(b.text("#rollout-line").contains("next step in"));
+    eventually("a requests/s line for blue", || {
+        let drawn = b.eval("!!document.querySelector('#c-rps path[data-color=blue]')");
+        (drawn == Value::Bool(true)).then_some(())
+    });
+    let answers = b.text("#quality tbody tr:nth-last-child(3) td:nth-child(2)");
+    assert!(answers.parse::<u64>().unwrap() > 0, "answers: {answers:?}");
+    b.eval("window.scrollTo(0, 0)");
+    b.screenshot(&screenshot_path("rollout-page.png"));
+
+    // A rollback clicked on the page, confirmed in its dialog.
+    b.click("#act-rollback");
+    assert!(b.text("#confirm-text").contains("Roll back"));
+    b.click("#confirm-yes");
+    let s = p.wait_status("rolled_back", |s| s["state"] == "rolled_back");
+    let reason = s["rollback"]["reason"].as_str().unwrap().to_owned();
+    assert_eq!(reason, "manual");
+    eventually("the page to say why", || {
+        (b.text("#state") == "rolled back"
+            && b.text("#rollback-reason") == reason
+            && b.text("#rollback").starts_with("green was rolled back"))
+        .then_some(())
+    });
+    assert!(
+        b.text("#message").contains("done"),
+        "{}",
+        b.text("#message")
+    );
+    assert_eq!(b.text("#bar"), "blue 100%");
+
+    // Nothing spills sideways at 1280x800.
+    let fits = b.eval(FITS);
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "the page is wider than 1280: {}",
+        b.eval(WIDER)
+    );
+    b.eval("window.scrollTo(0, 0)");
+    let shot = screenshot_path("rollout-page-rolled-back.png");
+    b.screenshot(&shot);
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}
+
+#[test]
+fn a_phone_sized_page_fits_and_a_refused_action_says_why() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start_with_env(&policy(&m), &[("BLUESHIFT_ADMIN_TOKEN", "s3cret-token")]);
+    let mut b = page(&p, 390, 844);
+    let fits = b.eval(FITS);
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "the page is wider than a phone: {}",
+        b.eval(WIDER)
+    );
+
+    // Without the token: refused, in words, and nothing changes.
+    b.click("#act-pause");
+    b.click("#confirm-yes");
+    eventually("the refusal on the page", || {
+        let m = b.text("#message");
+        m.contains("Refused (401)").then_some(m)
+    });
+    assert!(b.text("#message").contains("admin token"));
+    assert_eq!(p.status()["state"], "progressing");
+
+    // A cancelled confirmation sends nothing.
+    b.click("#act-rollback");
+    b.click("#confirm-no");
+    assert_eq!(p.status()["state"], "progressing");
+
+    // With the token typed in, the same click pauses the rollout.
+    b.type_into("#token", "s3cret-token");
+    b.click("#act-pause");
+    b.click("#confirm-yes");
+    p.wait_status("paused", |s| s["state"] == "paused");
+    eventually("the page to show paused", || {
+        (b.text("#state") == "paused" && b.text("#message").contains("done")).then_some(())
+    });
+
+    // An action that does not apply is a 409 in words.
+    b.click("#act-pause");
+    b.click("#confirm-yes");
+    eventually("the 409 on the page", || {
+        b.text("#message")
+            .contains("Not applied (409)")
+            .then_some(())
+    });
+    b.eval("window.scrollTo(0, 0)");
+    b.screenshot(&screenshot_path("rollout-page-phone.png"));
+}
+
+#[test]
+fn history_keeps_a_point_a_second_per_color_and_refuses_a_bad_since() {
+    let mut m = Models::new();
+    m.start("v1");
+    m.start("v2");
+    let p = Proxy::start(&two_colors(&[m.addr(0)], &[m.addr(1)], (50, 50), ""));
+    let history = |q: &str| -> Value {
+        let r = get(p.admin, &format!("/history{q}"), &[]).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).unwrap()
+    };
+    let h = history("");
+    assert_eq!(
+        (h["interval_seconds"].as_u64(), h["points"].as_u64()),
+        (Some(1), Some(300))
+    );
+    assert!(h["colors"]["blue"].is_array() && h["colors"]["green"].is_array());
+
+    // Traffic shows up as a point with requests for both colors.
+    let busy = |h: &Value, c: &str| -> Option<Value> {
+        h["colors"][c]
+            .as_array()?
+            .iter()
+            .find(|pt| pt["rps"].as_f64() > Some(0.0))
+            .cloned()
+    };
+    let mut sent = 0;
+    let point = eventually("a point with traffic for both colors", || {
+        send(&p, 20, sent);
+        sent += 20;
+        let h = history("");
+        busy(&h, "green")?;
+        busy(&h, "blue")
+    });
+    assert_eq!(point["error_rate"], 0.0);
+    assert!(point["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(point["first_byte_p99_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(point["weight"], 50);
+
+    // `since` returns only newer points.
+    let t = point["t"].as_u64().unwrap();
+    let newer = history(&format!("?since={t}"));
+    for pts in newer["colors"].as_object().unwrap().values() {
+        assert!(pts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|pt| pt["t"].as_u64() > Some(t)));
+    }
+
+    let bad = get(p.admin, "/history?since=yesterday", &[]).unwrap();
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body
+            .contains("since must be a Unix time in milliseconds"),
+        "{}",
+        bad.body
+    );
+    let post = post(p.admin, "/history", &[]).unwrap();
+    assert_eq!(post.status, 405);
+
+    let page = get(p.admin, "/", &[]).unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|c| c.contains("connect-src 'self'")));
+    // Self-contained: nothing is fetched from anywhere else.
+    for external in ["src=\"http", "href=\"http", "src=\"//", "@import"] {
+        assert!(!page.body.contains(external), "the page loads {external}");
+    }
+}
