@@ -41,7 +41,7 @@ http {
 }
 EOF
 green_up() { nginx -p "$WORK/green" -c "$WORK/green/nginx.conf"; }
-green_down() { kill "$(cat "$WORK/green/nginx.pid")" 2>/dev/null || true; rm -f "$WORK/green/nginx.pid"; }
+green_down() { [ -f "$WORK/green/nginx.pid" ] && kill "$(cat "$WORK/green/nginx.pid")" 2>/dev/null; rm -f "$WORK/green/nginx.pid"; }
 green_up
 trap 'green_down; cleanup' EXIT
 
@@ -139,3 +139,4 @@ echo "faults injected (green stopped for 5 s): $faults; rollbacks seen: $rollbac
 echo "RSS KiB: $rss0 after warm-up, $rss_max at most, $rss1 at the end"
 echo "open descriptors: $fds0 after warm-up, $fds_max at most, $fds1 at the end"
 grep -c . "$WORK/blueshift.log" | xargs echo "error log lines:"
+head -5 "$WORK/blueshift.log"
