@@ -4,7 +4,8 @@
 //!   cargo run --release --example bare_pingora -- LISTEN_ADDR PEER_ADDR [TLS_ADDR CERT KEY]
 //!
 //! The plain listener takes HTTP/1.1 and h2c and the TLS one offers h2 and http/1.1, as
-//! blueshift's do.
+//! blueshift's do. `BARE_CLIENT_LIMITS=1` also gives client connections blueshift's settings
+//! (pipelining, a timeout on every read and write, keep-alive).
 
 use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
@@ -18,12 +19,29 @@ mod common;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Bare(HttpPeer);
+/// The peer, and whether to give each client connection blueshift's settings (pipelining, a
+/// timeout on every read and write, keep-alive): `BARE_CLIENT_LIMITS=1`.
+struct Bare(HttpPeer, bool);
 
 #[async_trait]
 impl ProxyHttp for Bare {
     type CTX = ();
     fn new_ctx(&self) {}
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _: &mut (),
+    ) -> pingora_core::Result<()> {
+        if self.1 {
+            session.set_pipelining_enabled(true);
+            session.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            session.set_write_timeout(Some(std::time::Duration::from_secs(60)));
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(60));
+            }
+        }
+        Ok(())
+    }
     async fn upstream_peer(
         &self,
         _: &mut Session,
@@ -35,7 +53,13 @@ impl ProxyHttp for Bare {
 
 fn main() {
     let (mut server, listen, peer) = common::setup();
-    let mut svc = pingora_proxy::http_proxy_service(&server.configuration, Bare(peer));
+    let mut svc = pingora_proxy::http_proxy_service(
+        &server.configuration,
+        Bare(
+            peer,
+            std::env::var("BARE_CLIENT_LIMITS").is_ok_and(|v| v == "1"),
+        ),
+    );
     if let Some(app) = svc.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;

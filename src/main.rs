@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 // Pingora allocates per request (header maps, buffers, futures); mimalloc's thread-local free
-// lists make that measurably cheaper than glibc's malloc (see BENCHMARKS.md).
+// lists make that measurably cheaper than glibc's malloc (see BENCHMARKS.md). The
+// `system-alloc` feature keeps glibc's, for heap profilers (benches/conn_memory.sh).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -31,6 +31,9 @@ use crate::{forwarded, framing, replies};
 /// Response header naming the color that served a request.
 pub const COLOR_HEADER: &str = "x-blueshift-color";
 
+/// [`COLOR_HEADER`], parsed once.
+static COLOR_NAME: HeaderName = HeaderName::from_static(COLOR_HEADER);
+
 /// The proxy; cheap to share (clones share the mirrors), all state is in the snapshot.
 #[derive(Clone)]
 pub struct Blueshift {
@@ -248,7 +251,7 @@ impl ProxyHttp for Blueshift {
             return Ok(());
         };
         let c = &snap.colors[color];
-        resp.insert_header(COLOR_HEADER, c.name_header.clone())?;
+        resp.insert_header(COLOR_NAME.clone(), c.name_header.clone())?;
         if ctx.assign {
             if let Some(cookie) = &c.set_cookie {
                 // append, not insert: the model server's own cookies pass through untouched.

@@ -56,7 +56,8 @@ pub(super) async fn answer(
         );
     }
     c.predictions.fetch_add(1, Ordering::Relaxed);
-    let delay = c.delay_ms.load(Ordering::Relaxed);
+    // The switch's delay, plus `?delay=MS` per request (a model that takes that long).
+    let delay = c.delay_ms.load(Ordering::Relaxed) + number(query, "delay", 0).min(60_000);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
@@ -129,7 +130,8 @@ pub(super) async fn answer(
 }
 
 /// `GET /stream?events=N&gap=MS`: a completion as an LLM server streams it (OpenAI's format),
-/// tokens `gap` apart, the `finish_reason` and `usage` last, then `[DONE]`.
+/// tokens `gap` apart, the `finish_reason` and `usage` last, then `[DONE]`. With `stamp=1` each
+/// event is preceded by a comment line `: sent=<Unix microseconds>` written with it.
 fn stream(input: &[u8], query: &str, version: &str, wrong: bool) -> Reply {
     let n = number(query, "events", 5).min(10_000);
     let gap = Duration::from_millis(number(query, "gap", 20));
@@ -149,7 +151,9 @@ fn stream(input: &[u8], query: &str, version: &str, wrong: bool) -> Reply {
         "{{\"model\":\"{version}\",\"choices\":[{{\"index\":0,\"text\":\"\",\"finish_reason\":\"{reason}\"}}],\"usage\":{{\"completion_tokens\":{n}}}}}"
     ));
     events.push("[DONE]".into());
-    Reply::Events { events, gap }
+    // `stamp=1`: each event carries when it was written, for measuring what a proxy adds.
+    let stamp = param(query, "stamp") == Some("1");
+    Reply::Events { events, gap, stamp }
 }
 
 /// Demo's `POST /demo/<behaviour>`: how a model goes bad, from a shell.

@@ -15,8 +15,12 @@ pub(crate) enum Reply {
     },
     /// A chunked body, written in pieces of `piece` bytes a millisecond apart.
     Pieces { body: Vec<u8>, piece: usize },
-    /// A `text/event-stream` of these events, `gap` apart.
-    Events { events: Vec<String>, gap: Duration },
+    /// A `text/event-stream` of these events, `gap` apart; `stamp` adds when each was sent.
+    Events {
+        events: Vec<String>,
+        gap: Duration,
+        stamp: bool,
+    },
 }
 
 impl Reply {
@@ -68,14 +72,17 @@ impl Reply {
                 }
                 s.write_all(b"0\r\n\r\n").await
             }
-            Reply::Events { events, gap } => {
+            Reply::Events { events, gap, stamp } => {
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-model-version: {version}\r\n{close}\r\n");
                 s.write_all(head.as_bytes()).await?;
                 for (i, e) in events.iter().enumerate() {
                     if i > 0 {
                         tokio::time::sleep(gap).await;
                     }
-                    let event = format!("data: {e}\n\n");
+                    let event = match stamp {
+                        true => format!(": sent={}\ndata: {e}\n\n", unix_micros()),
+                        false => format!("data: {e}\n\n"),
+                    };
                     s.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
                         .await?;
                 }
@@ -83,4 +90,11 @@ impl Reply {
             }
         }
     }
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub(crate) fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
