@@ -156,3 +156,27 @@ EOF
   PIDS+=("$(cat "$WORK/haproxy.pid")")
   wait_port "$HAPROXY_PORT"
 }
+
+# hold_idle PORT N [SECONDS]: opens N keep-alive connections to PORT, one GET /predict on each,
+# prints N once all are open, then holds them idle SECONDS (default 4) before closing.
+hold_idle() {
+  python3 - "$1" "$2" "${3:-4}" <<'PY'
+import asyncio, sys
+port, total, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+async def one(i):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET /predict HTTP/1.1\r\nhost: bench\r\n\r\n")
+    await w.drain()
+    head = await r.readuntil(b"\r\n\r\n")
+    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+    await r.readexactly(n)
+    return r, w
+async def main():
+    conns = []
+    for i in range(0, total, 500):
+        conns += await asyncio.gather(*(one(j) for j in range(i, min(i + 500, total))))
+    print(len(conns), flush=True)
+    await asyncio.sleep(hold)
+asyncio.run(main())
+PY
+}

@@ -22,28 +22,7 @@ colors:
     backends: [{addr: 127.0.0.1:$MODEL_PORT}]
 EOF
 
-# N connections, one request each, then held idle; prints N once all are open, then waits.
-hold() {
-  python3 - "$BS_PORT" "$N" <<'PY'
-import asyncio, sys
-port, total = int(sys.argv[1]), int(sys.argv[2])
-async def one(i):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"GET /predict HTTP/1.1\r\nhost: bench\r\n\r\n")
-    await w.drain()
-    head = await r.readuntil(b"\r\n\r\n")
-    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-    await r.readexactly(n)
-    return r, w
-async def main():
-    conns = []
-    for i in range(0, total, 250):
-        conns += await asyncio.gather(*(one(j) for j in range(i, min(i + 250, total))))
-    print(len(conns), flush=True)
-    await asyncio.sleep(3)
-asyncio.run(main())
-PY
-}
+hold() { hold_idle "$BS_PORT" "$N" 3; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # 1. RSS per idle connection, without a profiler.

@@ -115,27 +115,7 @@ PY
 echo
 echo "## idle keep-alive client connections: RSS after they are open"
 echo "(10,000 each; HAProxy gets 9,900: it reserves two fds per connection and this sandbox's hard limit is 20,000)"
-idle() {
-  python3 - "$1" "$2" <<'PY'
-import asyncio, sys
-port, total = int(sys.argv[1]), int(sys.argv[2])
-async def one(i):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"GET /predict HTTP/1.1\r\nhost: bench\r\n\r\n")
-    await w.drain()
-    head = await r.readuntil(b"\r\n\r\n")
-    n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-    await r.readexactly(n)
-    return r, w
-async def main():
-    conns = []
-    for i in range(0, total, 500):
-        conns += await asyncio.gather(*(one(j) for j in range(i, min(i + 500, total))))
-    print(len(conns), flush=True)
-    await asyncio.sleep(4)
-asyncio.run(main())
-PY
-}
+idle() { hold_idle "$1" "$2" 4; }
 for t in blueshift nginx haproxy; do
   before=$(rss_kb "$(pids_of "$t")")
   n=10000; [ "$t" = haproxy ] && n=9900
