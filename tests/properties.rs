@@ -422,6 +422,9 @@ fn the_admin_api_answers_every_request_as_documented() {
         "/pause",
         "/resume",
         "/",
+        "/history",
+        "/history?since=0",
+        "/history?since=yesterday",
         "/status/",
         "/nope",
         "//status",
@@ -445,9 +448,10 @@ fn the_admin_api_answers_every_request_as_documented() {
             head.push_str("Content-Length: 0\r\n\r\n");
             let status = send_closing(p.admin, head.as_bytes());
             let route = path.split('?').next().unwrap();
-            let reads = ["/healthz", "/status", "/metrics"];
+            let reads = ["/healthz", "/status", "/metrics", "/", "/history"];
             let acts = ["/reload", "/rollback", "/promote", "/pause", "/resume"];
             let want: &[u16] = match (method, route) {
+                ("GET" | "HEAD", _) if path.ends_with("since=yesterday") => &[400],
                 ("GET" | "HEAD", r) if reads.contains(&r) => &[200],
                 ("POST", r) if acts.contains(&r) && auth == Some("Bearer s3cret") => &[200, 409],
                 ("POST", r) if acts.contains(&r) => &[401],
