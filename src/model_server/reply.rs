@@ -98,3 +98,34 @@ pub(crate) fn unix_micros() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stamped_stream_says_when_each_event_was_written() {
+        let events = vec!["{\"a\":1}".to_string(), "[DONE]".to_string()];
+        let reply = Reply::Events {
+            events,
+            gap: Duration::from_millis(5),
+            stamp: true,
+        };
+        let before = unix_micros();
+        let mut out: Vec<u8> = Vec::new();
+        reply.write(&mut out, "v1", true).await.unwrap();
+        let after = unix_micros();
+        let text = String::from_utf8(out).unwrap();
+        let stamps: Vec<u128> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(": sent="))
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(stamps.len(), 2, "{text}");
+        assert!(stamps.iter().all(|s| (before..=after).contains(s)));
+        // The second event was written a gap after the first, and each stamp precedes its event.
+        assert!(stamps[1] - stamps[0] >= 5_000, "{stamps:?}");
+        assert!(text.contains(&format!(": sent={}\ndata: {{\"a\":1}}\n\n", stamps[0])));
+        assert!(text.ends_with("0\r\n\r\n"));
+    }
+}
