@@ -115,33 +115,30 @@ pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) 
         .and_then(|r| super::steps::rollout(&mut c, r, &colors, stable));
     let t = f.timeouts.as_ref();
     let d = Timeouts::default();
+    // Each key of `timeouts`: its value if given (and valid), else the default.
+    let mut timeout =
+        |key: &str, pick: fn(&super::file::TimeoutsFile) -> Option<&super::file::Text>, default| {
+            c.duration(key, t.and_then(pick), default)
+        };
     let timeouts = Timeouts {
-        connect: c.duration(
-            "timeouts.connect",
-            t.and_then(|t| t.connect.as_ref()),
-            d.connect,
-        ),
-        read: c.duration("timeouts.read", t.and_then(|t| t.read.as_ref()), d.read),
-        client_header: c.duration(
+        connect: timeout("timeouts.connect", |t| t.connect.as_ref(), d.connect),
+        read: timeout("timeouts.read", |t| t.read.as_ref(), d.read),
+        client_header: timeout(
             "timeouts.client_header",
-            t.and_then(|t| t.client_header.as_ref()),
+            |t| t.client_header.as_ref(),
             d.client_header,
         ),
-        client_body: c.duration(
+        client_body: timeout(
             "timeouts.client_body",
-            t.and_then(|t| t.client_body.as_ref()),
+            |t| t.client_body.as_ref(),
             d.client_body,
         ),
-        client_send: c.duration(
+        client_send: timeout(
             "timeouts.client_send",
-            t.and_then(|t| t.client_send.as_ref()),
+            |t| t.client_send.as_ref(),
             d.client_send,
         ),
-        keepalive: c.duration(
-            "timeouts.keepalive",
-            t.and_then(|t| t.keepalive.as_ref()),
-            d.keepalive,
-        ),
+        keepalive: timeout("timeouts.keepalive", |t| t.keepalive.as_ref(), d.keepalive),
     };
     let quality = f
         .quality
