@@ -245,15 +245,15 @@ impl ColorMetrics {
     /// request path).
     pub fn totals(&self) -> crate::history::Totals {
         use prometheus::core::Metric;
-        let fives: u64 = self.by_status[400..]
-            .iter()
-            .filter_map(|c| c.get().map(IntCounter::get))
-            .sum();
-        let all: u64 = self
-            .by_status
-            .iter()
-            .filter_map(|c| c.get().map(IntCounter::get))
-            .sum();
+        // One pass over the status table: all answers, and the 5xx among them (index = status - 100).
+        let (mut all, mut fives) = (0, 0);
+        for (i, c) in self.by_status.iter().enumerate() {
+            let n = c.get().map_or(0, IntCounter::get);
+            all += n;
+            if i >= 400 {
+                fives += n;
+            }
+        }
         let cumulative = |h: &Histogram| -> Vec<u64> {
             let m = h.metric();
             let mut v: Vec<u64> = m
