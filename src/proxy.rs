@@ -61,8 +61,9 @@ impl ProxyHttp for Blueshift {
 
     // ---- early_request_filter: the client connection's settings ----------------------------
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
-        let t = &self.state.load().policy.timeouts;
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        // Loaded once, here in the first hook; the rest of the request reads this generation.
+        let t = &ctx.snap.insert(self.state.load_full()).policy.timeouts;
         // Pipelined requests are answered in order (RFC 9112 section 9.3.2).
         session.set_pipelining_enabled(true);
         session.set_read_timeout(Some(t.client_body));
@@ -77,8 +78,7 @@ impl ProxyHttp for Blueshift {
     // ---- request_filter: choose the color -------------------------------------------------
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Loaded once; the rest of the request reads this generation from `ctx`.
-        let snap: &Snapshot = ctx.snap.insert(self.state.load_full());
+        let snap: &Snapshot = ctx.snap.get_or_insert_with(|| self.state.load_full());
         let p = &snap.policy;
         if let Err(refusal) = framing::check(session.req_header()) {
             // The rest of the connection cannot be trusted to be framed as this request says.
