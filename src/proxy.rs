@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp`: one section per phase a request passes through.
 //!
-//! `request_filter` loads the snapshot and picks the color; `upstream_peer` picks a backend of
+//! `early_request_filter` loads the snapshot and sets the client connection's limits;
+//! `request_filter` checks the framing and picks the color; `upstream_peer` picks a backend of
 //! it, falling back to another backend and then to the stable color when connects fail;
 //! `upstream_request_filter` adds `X-Forwarded-For`/`-Proto`; `upstream_response_filter` labels
 //! the response, pins the session and, with quality gates, puts a tap on the answer;
