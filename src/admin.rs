@@ -1,6 +1,8 @@
 //! The admin API: one match on (method, path).
 
-use std::time::SystemTime;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -20,18 +22,39 @@ pub struct Admin {
     state: Shared,
     supervisor: Handle,
     token: Option<String>,
+    /// The proxy's listen addresses, and whether all of them have accepted a connection yet.
+    listen: Vec<SocketAddr>,
+    serving: AtomicBool,
 }
 
 impl Admin {
     /// An admin API over the shared snapshot, sending actions to the supervisor. The token
     /// comes from [`TOKEN_ENV`], read once here.
-    pub fn new(state: Shared, supervisor: Handle) -> Self {
+    pub fn new(state: Shared, supervisor: Handle, listen: Vec<SocketAddr>) -> Self {
         let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
         Admin {
             state,
             supervisor,
             token,
+            listen,
+            serving: AtomicBool::new(false),
         }
+    }
+
+    /// `/healthz`: 503 until every proxy listener accepts connections (the proxy starts
+    /// listening only after the first health checks, a moment after this API), 200 from then
+    /// on, so a readiness probe sends no traffic to a port that would refuse it.
+    async fn healthz(&self) -> Response<Vec<u8>> {
+        if !self.serving.load(Ordering::Relaxed) {
+            for addr in &self.listen {
+                if !accepts(*addr).await {
+                    let why = format!("starting: the proxy does not accept on {addr} yet\n");
+                    return text(StatusCode::SERVICE_UNAVAILABLE, &why);
+                }
+            }
+            self.serving.store(true, Ordering::Relaxed);
+        }
+        text(StatusCode::OK, "ok\n")
     }
 
     /// Who may POST: the bearer token if one is set, else loopback clients only.
@@ -116,7 +139,7 @@ impl ServeHttp for Admin {
                     Err(e) => error(StatusCode::BAD_REQUEST, &e),
                 }
             }
-            (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET | &Method::HEAD, "/healthz") => self.healthz().await,
             (&Method::GET | &Method::HEAD, "/metrics") => respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -195,6 +218,21 @@ fn respond(code: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         .header("cache-control", "no-store")
         .body(body)
         .unwrap_or_default()
+}
+
+/// Whether a TCP connection to the listener at `addr` (its loopback twin if it listens on
+/// every address) is accepted within a second.
+async fn accepts(addr: SocketAddr) -> bool {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let connect = tokio::net::TcpStream::connect((ip, addr.port()));
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), connect).await,
+        Ok(Ok(_))
+    )
 }
 
 fn text(code: StatusCode, body: &str) -> Response<Vec<u8>> {

@@ -165,7 +165,11 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) -> Resul
     }
     let mut admin = Service::new(
         "blueshift admin".to_string(),
-        HttpServer::new_app(Admin::new(shared, handle)),
+        HttpServer::new_app(Admin::new(
+            shared,
+            handle,
+            listen.iter().map(|l| l.addr).collect(),
+        )),
     );
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);

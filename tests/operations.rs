@@ -382,3 +382,51 @@ fn the_dockerfile_copies_only_what_exists() {
     }
     assert!(docker.contains("apt-get install -y --no-install-recommends cmake"));
 }
+
+#[test]
+fn healthz_is_503_until_the_proxy_listener_accepts() {
+    // A backend that accepts connections and never answers: the first health check waits its
+    // whole timeout, and the proxy starts listening only after it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    let (addr, admin) = ports();
+    let policy = format!(
+        "listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends:\n      - addr: {}\n      - addr: {}\n    health: {{timeout: 3s}}\n",
+        m.addr(b),
+        silent.local_addr().unwrap()
+    );
+    std::fs::write(&path, fill(&policy, addr, admin)).unwrap();
+    let mut child = Proxy::spawn(&path, &[], &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut starting = Vec::new();
+    let ready = loop {
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        match get(admin, "/healthz", &[]) {
+            Ok(r) if r.status == 200 => break true,
+            Ok(r) => starting.push((r.status, r.body)),
+            Err(_) => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The moment /healthz says ok, the proxy takes connections and requests.
+    let served = ready.then(|| get(addr, "/predict", &[]).map(|r| r.status).ok());
+    if !ready {
+        let _ = child.kill();
+        panic!("/healthz never answered 200");
+    }
+    let p = Proxy::attach(child, &path, addr, admin, dir);
+    assert_eq!(served, Some(Some(200)));
+    let want = format!("starting: the proxy does not accept on {addr} yet\n");
+    assert!(!starting.is_empty(), "no 503 seen during the 3 s warm-up");
+    assert!(
+        starting.iter().all(|(s, b)| *s == 503 && *b == want),
+        "{starting:?}"
+    );
+    assert_eq!(p.get("/predict", &[]).status, 200);
+    drop(silent);
+}

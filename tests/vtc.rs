@@ -13,7 +13,7 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vtc");
 fn run(script: &PathBuf) -> Result<(), String> {
     let (proxy, admin) = (common::free_port(), common::free_port());
     let out = Command::new("varnishtest")
-        .args(["-t", "60", "-q"])
+        .args(["-t", "60", "-v"])
         .arg(format!("-Dstart={DIR}/start.sh"))
         .arg(format!("-Dwait={DIR}/wait.sh"))
         .arg(format!("-Dproxy=127.0.0.1:{proxy}"))
@@ -27,7 +27,7 @@ fn run(script: &PathBuf) -> Result<(), String> {
         true => Ok(()),
         false => {
             let log = String::from_utf8_lossy(&out.stdout);
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             Err(format!("{}:\n{}", script.display(), tail.join("\n")))
         }
