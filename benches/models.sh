@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Model traffic side by side: the same model server (examples/model.rs) reached directly and
-# through blueshift, nginx with its default proxy settings, nginx tuned for model traffic and
-# HAProxy, in alternating rounds, one table:
+# through blueshift, nginx with its default proxy settings, nginx tuned for model traffic,
+# HAProxy, and bare Pingora (examples/bare_pingora.rs with blueshift's client settings: what
+# blueshift's own code costs on top of the framework), in alternating rounds, one table:
 #
 #   benches/models.sh [seconds-per-run] [rounds] [row...]     (default 8 s, 3 rounds, every row)
 #
@@ -12,15 +13,21 @@
 #   body256k  POST of a 256 KiB JSON body (wrk, 8 connections)
 #   body4m    POST of a 4 MiB JSON body (wrk, 4 connections)
 #   wait2000  a 50 ms model with 2,000 concurrent keep-alive clients (wrk)
-#   close     a new connection per request (wrk, 16 clients, Connection: close)
+#   close     a new connection per request (16 clients, examples/conn_load.rs: latency from
+#             connect to the end of the answer)
 #   h2        HTTP/2 over TLS, 32 connections x 10 streams (h2load; it reports mean latency)
-#   tls       a new TLS handshake per request (wrk, 16 clients, Connection: close)
+#   tls       a new TLS connection per request (the same, handshake included; clients resume
+#             sessions, as browsers and wrk do)
 # Latency columns are added over direct (the plain rows; the TLS rows have no direct run and show
 # the whole latency). CPU is the proxy process's own per request (per stream on sse); RSS is its
 # highest during the run. nginx and HAProxy run one worker/thread, as blueshift runs its proxy
 # on one thread. nginx's default client_max_body_size (1m) would refuse the 4 MiB row with 413:
 # both nginx configurations raise it to 16m, and keepalive_requests (1,000 by default, after which
-# nginx 1.22 closes even an HTTP/2 connection and h2load's requests on it fail).
+# nginx 1.22 closes even an HTTP/2 connection and h2load's requests on it fail). Both also enable
+# TLS 1.3 (`ssl_protocols TLSv1.2 TLSv1.3`, nginx's default since 1.23.4; Debian's 1.22 offers
+# only TLS 1.2): clients negotiate TLS 1.3 with blueshift and HAProxy, and a resumed TLS 1.2
+# handshake (no key exchange) costs about half a TLS 1.3 one, so the rows would otherwise
+# compare protocols rather than proxies.
 source "$(dirname "$0")/common.sh"
 SECS=${1:-8}
 ROUNDS=${2:-3}
@@ -28,12 +35,12 @@ shift 2 2>/dev/null || shift $#
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(sse body256k body4m wait2000 close h2 tls)
 need_tools nginx haproxy wrk h2load curl python3
-(cd "$ROOT" && cargo build --release --bin blueshift --example model --example sse_load)
+(cd "$ROOT" && cargo build --release --bin blueshift --example model --example sse_load --example conn_load --example bare_pingora)
 ulimit -n "$(ulimit -Hn)"   # 2,000 clients need 4,000+ descriptors per proxy
 TCK=$(getconf CLK_TCK)
 MODEL_PORT=${MODEL_PORT:-15101}; MODEL2_PORT=${MODEL2_PORT:-15102}
 NGINX_DEF=${NGINX_DEF:-18181}; NGINX_TUNED=${NGINX_TUNED:-18182}; HAPROXY_M=${HAPROXY_M:-18183}
-BS_TLS=${BS_TLS:-18443}; NGINX_DEF_TLS=${NGINX_DEF_TLS:-18444}; NGINX_TUNED_TLS=${NGINX_TUNED_TLS:-18445}; HAPROXY_TLS=${HAPROXY_TLS:-18446}
+BARE_M=${BARE_M:-18184}; BARE_TLS=${BARE_TLS:-18447}; BS_TLS=${BS_TLS:-18443}; NGINX_DEF_TLS=${NGINX_DEF_TLS:-18444}; NGINX_TUNED_TLS=${NGINX_TUNED_TLS:-18445}; HAPROXY_TLS=${HAPROXY_TLS:-18446}
 "$ROOT/target/release/blueshift" demo --prepare >/dev/null
 CERT=$ROOT/conf/demo-tls/cert.pem; KEY=$ROOT/conf/demo-tls/key.pem
 cat "$CERT" "$KEY" >"$WORK/haproxy.pem"
@@ -77,7 +84,7 @@ http {
   server {
     listen 127.0.0.1:$2;
     listen 127.0.0.1:$3 ssl http2;
-    ssl_certificate $CERT; ssl_certificate_key $KEY;
+    ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://models; $5 }
   }
 }
@@ -112,10 +119,14 @@ haproxy -f "$WORK/haproxy-m.cfg" -D -p "$WORK/haproxy-m.pid"
 PIDS+=("$(cat "$WORK/haproxy-m.pid")")
 wait_port "$HAPROXY_M"
 
+BARE_CLIENT_LIMITS=1 RUST_LOG=error "$ROOT/target/release/examples/bare_pingora" "127.0.0.1:$BARE_M" \
+  "127.0.0.1:$MODEL_PORT" "127.0.0.1:$BARE_TLS" "$CERT" "$KEY" & PIDS+=($!); BARE=$!
+wait_port "$BARE_M"; wait_port "$BARE_TLS"
+
 worker() { pgrep -P "$(cat "$WORK/$1/nginx.pid")" | head -1; }
-declare -A PID=([blueshift]=$BS [nginx-default]=$(worker nginx-default) [nginx-tuned]=$(worker nginx-tuned) [haproxy]=$(cat "$WORK/haproxy-m.pid"))
-declare -A PORT=([direct]=$MODEL_PORT [blueshift]=$BS_PORT [nginx-default]=$NGINX_DEF [nginx-tuned]=$NGINX_TUNED [haproxy]=$HAPROXY_M)
-declare -A TLSP=([blueshift]=$BS_TLS [nginx-default]=$NGINX_DEF_TLS [nginx-tuned]=$NGINX_TUNED_TLS [haproxy]=$HAPROXY_TLS)
+declare -A PID=([blueshift]=$BS [nginx-default]=$(worker nginx-default) [nginx-tuned]=$(worker nginx-tuned) [haproxy]=$(cat "$WORK/haproxy-m.pid") [bare-pingora]=$BARE)
+declare -A PORT=([direct]=$MODEL_PORT [blueshift]=$BS_PORT [nginx-default]=$NGINX_DEF [nginx-tuned]=$NGINX_TUNED [haproxy]=$HAPROXY_M [bare-pingora]=$BARE_M)
+declare -A TLSP=([blueshift]=$BS_TLS [nginx-default]=$NGINX_DEF_TLS [nginx-tuned]=$NGINX_TUNED_TLS [haproxy]=$HAPROXY_TLS [bare-pingora]=$BARE_TLS)
 cpu() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 rss() { [ -n "${1:-}" ] && awk '/^VmRSS/ {print $2}' "/proc/$1/status" || echo 0; }
 
@@ -147,6 +158,15 @@ err += int(non.group(1)) if non else 0
 print(req.group(1) if req else 0, rps.group(1) if rps else 0, ms(p50.group(1)) if p50 else 0, ms(p99.group(1)) if p99 else 0, err)'
 }
 
+# examples/conn_load.rs (16 clients, a new connection per request, TLS if a CA is given) ->
+# the same line; its latency is the whole request, connect and handshake included.
+conn_line() {
+  "$ROOT/target/release/examples/conn_load" "$1" /predict 16 "$SECS" ${2:+"$2"} | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read()); s = float(sys.argv[1])
+print(d["requests"], d["requests"] / s, d["p50_us"] / 1000, d["p99_us"] / 1000, d["errors"])' "$SECS"
+}
+
 # run ROW TARGET -> "units rate p50ms p99ms errors [ttft50 ttft99]"
 run() {
   local row=$1 t=$2 port=${PORT[$2]:-} out
@@ -160,8 +180,8 @@ print(d["streams"], d["events"] / s, d["delay_p50_us"] / 1000, d["delay_p99_us"]
     body256k) BODY_FILE=$WORK/body256.json wrk -t1 -c8 -d"${SECS}s" --latency -s "$WORK/post.lua" "http://127.0.0.1:$port/predict" | wrk_line ;;
     body4m)   BODY_FILE=$WORK/body4096.json wrk -t1 -c4 -d"${SECS}s" --latency -s "$WORK/post.lua" "http://127.0.0.1:$port/predict" | wrk_line ;;
     wait2000) wrk -t2 -c2000 -d"${SECS}s" --latency --timeout 10s "http://127.0.0.1:$port/predict?delay=50" | wrk_line ;;
-    close)    wrk -t1 -c16 -d"${SECS}s" --latency -H "Connection: close" "http://127.0.0.1:$port/predict" | wrk_line ;;
-    tls)      wrk -t1 -c16 -d"${SECS}s" --latency -H "Connection: close" "https://localhost:${TLSP[$t]}/predict" | wrk_line ;;
+    close)    conn_line "127.0.0.1:$port" ;;
+    tls)      conn_line "127.0.0.1:${TLSP[$t]}" "$CERT" ;;
     h2)
       out=$(h2load -c32 -m10 -D "$SECS" "https://localhost:${TLSP[$t]}/predict" 2>&1)
       echo "$out" | python3 -c '
@@ -180,7 +200,8 @@ print(r.group(2) if r else 0, rps.group(1) if rps else 0, ms(lat.group(1)) if la
 RESULTS="$WORK/models"
 : >"$RESULTS"
 for row in "${ROWS[@]}"; do
-  case $row in h2|tls) targets=(blueshift nginx-default nginx-tuned haproxy) ;; *) targets=(direct blueshift nginx-default nginx-tuned haproxy) ;; esac
+  targets=(blueshift nginx-default nginx-tuned haproxy bare-pingora)
+  case $row in h2|tls) ;; *) targets=(direct "${targets[@]}") ;; esac
   for round in $(seq "$ROUNDS"); do
     for t in "${targets[@]}"; do
       pid=${PID[$t]:-}

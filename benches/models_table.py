@@ -11,12 +11,12 @@ LABEL = {
     "body256k": "POST 256 KiB JSON (8 connections)",
     "body4m": "POST 4 MiB JSON (4 connections)",
     "wait2000": "50 ms model, 2,000 keep-alive clients",
-    "close": "new connection per request (16 clients)",
+    "close": "new connection per request (16 clients; connect to answer)",
     "h2": "HTTP/2 over TLS (32 connections x 10 streams; mean latency)",
-    "tls": "new TLS handshake per request (16 clients)",
+    "tls": "new TLS connection per request (16 clients; connect, handshake, answer)",
 }
 ORDER = ["sse", "body256k", "body4m", "wait2000", "close", "h2", "tls"]
-TARGETS = ["direct", "blueshift", "nginx-default", "nginx-tuned", "haproxy"]
+TARGETS = ["direct", "blueshift", "nginx-default", "nginx-tuned", "haproxy", "bare-pingora"]
 
 
 def main(path, tck):
@@ -43,11 +43,12 @@ def main(path, tck):
                 "units": units,
             }
     print("| workload | target | added p50 | added p99 | first token p50 / p99 added | "
-          "throughput | errors | CPU ms/req | peak RSS MiB | vs nginx tuned |")
+          "throughput | errors | CPU ms/req | peak RSS MiB | throughput vs nginx tuned |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in ORDER:
         direct = med.get((row, "direct"))
         tuned = med.get((row, "nginx-tuned"))
+        bare = med.get((row, "bare-pingora"))
         for t in TARGETS:
             m = med.get((row, t))
             if not m:
@@ -66,6 +67,8 @@ def main(path, tck):
                 ok = (add("p50") <= tb("p50") + 0.05 and add("p99") <= tb("p99") + 0.05
                       and m["rate"] >= tuned["rate"] * 0.98 and m["errors"] == 0)
                 verdict = f"{m['rate'] / tuned['rate']:.2f}x {'meets' if ok else 'misses'}"
+                if bare:
+                    verdict += f" ({m['rate'] / bare['rate']:.2f}x bare Pingora)"
             elif tuned and t not in ("direct", "nginx-tuned"):
                 verdict = f"{m['rate'] / tuned['rate']:.2f}x"
             lat = "whole" if not base and t != "direct" else ""
