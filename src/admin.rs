@@ -22,32 +22,34 @@ pub struct Admin {
     state: Shared,
     supervisor: Handle,
     token: Option<String>,
-    /// The proxy's listen addresses, and whether all of them have accepted a connection yet.
-    listen: Vec<SocketAddr>,
+    /// The proxy listener Pingora binds last, and whether it has accepted a connection yet.
+    bound_last: Option<SocketAddr>,
     serving: AtomicBool,
 }
 
 impl Admin {
-    /// An admin API over the shared snapshot, sending actions to the supervisor. The token
-    /// comes from [`TOKEN_ENV`], read once here.
-    pub fn new(state: Shared, supervisor: Handle, listen: Vec<SocketAddr>) -> Self {
+    /// An admin API over the shared snapshot, sending actions to the supervisor; `/healthz`
+    /// probes `bound_last`, the proxy listener Pingora binds last. The token comes from
+    /// [`TOKEN_ENV`], read once here.
+    pub fn new(state: Shared, supervisor: Handle, bound_last: Option<SocketAddr>) -> Self {
         let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
         Admin {
             state,
             supervisor,
             token,
-            listen,
+            bound_last,
             serving: AtomicBool::new(false),
         }
     }
 
-    /// `/healthz`: 503 until every proxy listener accepts connections (the proxy starts
-    /// listening only after the first health checks, a moment after this API), 200 from then
-    /// on, so a readiness probe sends no traffic to a port that would refuse it.
+    /// `/healthz`: 503 until the proxy listeners accept connections (the proxy starts
+    /// listening only after the first health checks, a moment after this API; Pingora binds
+    /// them one after another, so the last one bound stands for all), 200 from then on, so a
+    /// readiness probe sends no traffic to a port that would refuse it.
     async fn healthz(&self) -> Response<Vec<u8>> {
         if !self.serving.load(Ordering::Relaxed) {
-            for addr in &self.listen {
-                if !accepts(*addr).await {
+            if let Some(addr) = self.bound_last {
+                if !accepts(addr).await {
                     let why = format!("starting: the proxy does not accept on {addr} yet\n");
                     return text(StatusCode::SERVICE_UNAVAILABLE, &why);
                 }

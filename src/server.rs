@@ -148,7 +148,13 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) -> Resul
         "blueshift proxy".to_string(),
         Gate::new(http1, h2c, shared.clone()),
     );
-    for l in &listen {
+    // TLS listeners first: Pingora binds them in this order, and `/healthz` probes only the
+    // last one, a plain one if there is any (a bare TCP probe of a TLS listener logs a failed
+    // handshake).
+    let mut ordered: Vec<_> = listen.iter().collect();
+    ordered.sort_by_key(|l| l.tls.is_none());
+    let bound_last = ordered.last().map(|l| l.addr);
+    for l in ordered {
         match certs.iter().find(|(addr, _)| *addr == l.addr) {
             Some((addr, store)) => {
                 let mut settings = TlsSettings::intermediate("", "")
@@ -165,11 +171,7 @@ pub fn add_services(server: &mut Server, path: PathBuf, policy: Policy) -> Resul
     }
     let mut admin = Service::new(
         "blueshift admin".to_string(),
-        HttpServer::new_app(Admin::new(
-            shared,
-            handle,
-            listen.iter().map(|l| l.addr).collect(),
-        )),
+        HttpServer::new_app(Admin::new(shared, handle, bound_last)),
     );
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
