@@ -29,8 +29,9 @@ pub struct Ctx {
     pub(crate) in_flight: Option<(usize, Started)>,
     /// When the first byte of the answer's body arrived, after `started`.
     pub(crate) first_byte: Option<Duration>,
-    /// Reads the answer, with quality gates on (or to compare it with a mirror's).
-    pub(crate) tap: Option<Tap>,
+    /// Reads the answer, with quality gates on (or to compare it with a mirror's); boxed, so
+    /// that requests without one move a smaller context around.
+    pub(crate) tap: Option<Box<Tap>>,
     /// The copy of this request being made for the shadow color, until its body is read.
     pub(crate) mirror: Option<Draft>,
     /// The mirror in flight, waiting for this request's answer to compare with.

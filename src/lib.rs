@@ -15,6 +15,7 @@
 //! - [`framing`]: the request framing rules (Host, Content-Length, Transfer-Encoding) and size
 //!   limit an edge enforces before forwarding.
 //! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
+//! - [`headers`]: adding headers to requests and answers without Pingora's per-insert cost.
 //! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
 //! - [`grpc`]: a gRPC call's status, and which statuses count as the model failing.
 //! - [`upstream`]: Pingora peers that speak each color's protocol (HTTP/1.1, h2c, TLS, h2).
@@ -46,6 +47,7 @@ pub mod forwarded;
 pub mod framing;
 pub mod gate;
 pub mod grpc;
+pub mod headers;
 pub mod health;
 pub mod history;
 pub mod metrics;

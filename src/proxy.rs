@@ -252,13 +252,16 @@ impl ProxyHttp for Blueshift {
             return Ok(());
         };
         let c = &snap.colors[color];
-        resp.insert_header(COLOR_NAME.clone(), c.name_header.clone())?;
-        if ctx.assign {
-            if let Some(cookie) = &c.set_cookie {
+        let cookie = c.set_cookie.as_ref().filter(|_| ctx.assign);
+        crate::headers::edit_response(resp, |headers| {
+            headers.reserve(2);
+            headers.insert(&COLOR_NAME, c.name_header.clone());
+            if let Some(cookie) = cookie {
                 // append, not insert: the model server's own cookies pass through untouched.
-                resp.append_header(SET_COOKIE, cookie.clone())?;
+                headers.append(SET_COOKIE, cookie.clone());
             }
-        }
+            Ok(())
+        })?;
         if crate::grpc::is_grpc(&resp.headers) {
             // A trailers-only answer carries its status here; otherwise the trailers will.
             ctx.grpc = Some(crate::grpc::status(&resp.headers));
@@ -268,7 +271,7 @@ impl ProxyHttp for Blueshift {
             // and answers a mirror's will be compared with.
             if c.percent > 0 || ctx.mirror.is_some() || ctx.served.is_some() {
                 let head = session.req_header().method == http::Method::HEAD;
-                ctx.tap = Tap::for_response(resp, head, q);
+                ctx.tap = Tap::for_response(resp, head, q).map(Box::new);
             }
         }
         Ok(())
