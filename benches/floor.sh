@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Where blueshift's per-request cost comes from: nginx, blueshift, bare Pingora (a ProxyHttp with
-# nothing in it) and Pingora's HTTP/1 sessions without pingora-proxy (examples/lean_core.rs), all
+# nothing in it), bare Pingora with blueshift's client-connection settings (`bare-limits`:
+# pipelining, read/write timeouts, keep-alive) and Pingora's HTTP/1 sessions without pingora-proxy (examples/lean_core.rs), all
 # in front of the same backend, wrk -t1 -c32, alternating rounds, user and system CPU per request
 # from /proc.
 #
@@ -10,6 +11,7 @@ SECS=${1:-5}
 ROUNDS=${2:-3}
 BARE_PORT=${BARE_PORT:-18090}
 LEAN_PORT=${LEAN_PORT:-18091}
+LIMITS_PORT=${LIMITS_PORT:-18092}
 need_tools nginx wrk curl python3
 [ -x "$ROOT/target/release/blueshift" ] || (cd "$ROOT" && cargo build --release)
 (cd "$ROOT" && cargo build --release --example bare_pingora --example lean_core)
@@ -22,12 +24,15 @@ start_nginx_proxy
 PIDS+=($!)
 "$ROOT/target/release/examples/lean_core" "127.0.0.1:$LEAN_PORT" "127.0.0.1:$BLUE_PORT" &
 PIDS+=($!)
-wait_port "$BARE_PORT"; wait_port "$LEAN_PORT"
+BARE_CLIENT_LIMITS=1 "$ROOT/target/release/examples/bare_pingora" "127.0.0.1:$LIMITS_PORT" "127.0.0.1:$BLUE_PORT" &
+PIDS+=($!)
+wait_port "$BARE_PORT"; wait_port "$LEAN_PORT"; wait_port "$LIMITS_PORT"
 declare -A PID PORT
 PID=([nginx]=$(pgrep -P "$(cat "$WORK/proxy/nginx.pid")" | head -1) [blueshift]=${PIDS[0]}
-  [bare-pingora]=${PIDS[1]} [lean-core]=${PIDS[2]})
-PORT=([nginx]=$NGINX_PORT [blueshift]=$BS_PORT [bare-pingora]=$BARE_PORT [lean-core]=$LEAN_PORT)
-TARGETS=(nginx blueshift bare-pingora lean-core)
+  [bare-pingora]=${PIDS[1]} [lean-core]=${PIDS[2]} [bare-limits]=${PIDS[3]})
+PORT=([nginx]=$NGINX_PORT [blueshift]=$BS_PORT [bare-pingora]=$BARE_PORT [lean-core]=$LEAN_PORT
+  [bare-limits]=$LIMITS_PORT)
+TARGETS=(nginx blueshift bare-pingora bare-limits lean-core)
 
 RESULTS="$WORK/results"
 : >"$RESULTS"
