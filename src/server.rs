@@ -22,8 +22,8 @@ use crate::tls::CertStore;
 use crate::Error;
 
 /// Idle upstream connections kept for reuse (all backends together) unless a Pingora conf sets
-/// `upstream_keepalive_pool_size`; each costs a socket and a few hundred bytes, and closes after
-/// 60 s idle.
+/// `upstream_keepalive_pool_size`; each costs a socket and a few hundred bytes, and stays until
+/// its backend closes it or newer ones push it out ([`crate::upstream::IDLE`]).
 pub const UPSTREAM_POOL: usize = 1024;
 
 /// The top-level keys of a Pingora conf that parsed.

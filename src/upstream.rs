@@ -11,8 +11,12 @@ use pingora_core::utils::tls::{parse_x509, WrappedX509};
 
 use crate::policy::{BackendSpec, Color, Timeouts};
 
-/// Keep-alive of idle upstream connections in Pingora's pool.
-pub const IDLE: Duration = Duration::from_secs(60);
+/// How long an idle upstream connection stays in Pingora's pool: until the backend closes it
+/// (the pool watches each one; model servers close idle connections after seconds, uvicorn 5 s,
+/// gunicorn 2 s) or [`crate::server::UPSTREAM_POOL`] newer ones push it out, not on a timer of
+/// ours. A timer costs a registration on every release: 2% of a tiny request's instructions
+/// (`benches/instructions.sh`, BENCHMARKS.md).
+pub const IDLE: Option<Duration> = None;
 
 /// Concurrent streams on one HTTP/2 connection to a backend before another is opened.
 const H2_STREAMS: usize = 128;
@@ -49,7 +53,7 @@ pub fn peer(b: &BackendSpec, color: &Color, ca: Option<&Arc<CaType>>, t: &Timeou
     o.total_connection_timeout = Some(t.connect);
     o.read_timeout = Some(t.read);
     o.write_timeout = Some(t.read);
-    o.idle_timeout = Some(IDLE);
+    o.idle_timeout = IDLE;
     if color.protocol.h2() {
         // HTTP/2 only: over TLS by ALPN, in cleartext with prior knowledge (h2c).
         o.set_http_version(2, 2);
