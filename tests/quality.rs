@@ -53,7 +53,11 @@ fn two_healthy_colors_with_the_same_mix_are_never_rolled_back() {
     let mut m = Models::new();
     m.start("v1");
     m.start("v2");
-    let p = Proxy::start(&policy(&m, (50, 50), GATES));
+    // Which color answers a request is random, so two equal mixes differ by chance: at 50
+    // samples each by 0.09 (one standard deviation of the label shift), which crosses the 0.2
+    // limit in a few runs in a hundred; at 200 each, by 0.046.
+    let gates = GATES.replace("min_samples: 50", "min_samples: 200");
+    let p = Proxy::start(&policy(&m, (50, 50), &gates));
     let mut sent = 0;
     send_until(&p, "/predict", |p| {
         sent += 10;
@@ -96,14 +100,18 @@ fn a_candidate_answering_wrong_labels_is_rolled_back_for_quality_with_no_client_
     let why = reason(&s);
     assert!(why.starts_with("label shift 0."), "{why}");
     assert!(why.contains("> 0.2 over 30s ("), "{why}");
-    assert!(
-        why.contains(": blue positive 7") || why.contains(": blue positive 6"),
-        "{why}"
-    );
-    assert!(
-        why.contains(", green positive 3") || why.contains(", green positive 2"),
-        "{why}"
-    );
+    // Each color's mix in the sentence: about 70% positive for blue and 30% for green, give or
+    // take what ~60 random requests each give (one standard deviation is 6 points).
+    let share = |color: &str| -> u32 {
+        let after = why.split(&format!("{color} positive ")).nth(1);
+        let digits = after.and_then(|a| a.split('%').next());
+        digits
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("{why}"))
+    };
+    let (blue, green) = (share("blue"), share("green"));
+    assert!((50..=90).contains(&blue), "{why}");
+    assert!((10..=50).contains(&green) && green + 20 <= blue, "{why}");
     assert!(sent < 400, "judged only after {sent} requests");
     counted_quality_rollback(&p);
     assert_eq!(s["weights"]["green"], 0);
@@ -179,10 +187,14 @@ fn a_token_stream_ending_with_the_wrong_finish_reason_is_rolled_back() {
     send_until(&p, "/stream?events=3&gap=1", |p| rolled_back(&p.status()));
     let why = reason(&p.status());
     assert!(why.starts_with("label shift 1.00 > 0.2"), "{why}");
-    assert!(
-        why.contains("green stop 0% length 0% content_filter 100%"),
-        "{why}"
-    );
+    // Blue's streams end with stop, or with length for a tenth of the inputs (listed only when
+    // one came by); every one of green's ends with content_filter.
+    let green = why
+        .split(", green ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{why}"));
+    assert!(green.starts_with("stop 0% "), "{why}");
+    assert!(green.ends_with("content_filter 100%"), "{why}");
 }
 
 #[test]
@@ -190,7 +202,11 @@ fn healthy_token_streams_are_judged_and_not_rolled_back() {
     let mut m = Models::new();
     m.start("v1");
     m.start("v2");
-    let p = Proxy::start(&policy(&m, (50, 50), STREAM_GATES));
+    // A tenth of healthy streams end with length, at random per color: at 20 samples each the
+    // two shares differ by more than 0.2 a few times in a hundred, at 40 about once in a
+    // thousand.
+    let gates = STREAM_GATES.replace("min_samples: 20", "min_samples: 40");
+    let p = Proxy::start(&policy(&m, (50, 50), &gates));
     send_until(&p, "/stream?events=3&gap=1", |p| {
         let s = p.status();
         s["colors"]["green"]["quality"]["samples"].as_u64() >= Some(60)

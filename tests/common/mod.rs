@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use blueshift::model_server::ModelServer;
@@ -16,13 +17,24 @@ pub mod peers;
 /// How long anything in a test may take to become true.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, for a process the test starts to listen on. It comes
+/// from below the kernel's ephemeral range (32768 and up by default), never from binding port
+/// 0: a port the kernel hands out can be handed out again, to a fake origin or an outgoing
+/// connection, before the process binds it (a VTC script once got its own proxy port for its
+/// origin). Each test process walks its own stretch of 20000-31999, one port after another.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(7_919) % COUNT;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}-{}", FIRST + COUNT - 1)
 }
 
 /// An address where nothing listens (bound once, then closed).
