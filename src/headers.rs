@@ -23,8 +23,8 @@ pub fn edit_request<T>(
     edit: impl FnOnce(&mut HeaderMap) -> Result<T>,
 ) -> Result<T> {
     // The target as it goes on the wire, when the URI alone would not give it back.
-    let from_uri = req.uri.path_and_query().map(|p| p.as_str().as_bytes());
-    let raw = (Some(req.raw_path()) != from_uri).then(|| req.raw_path().to_vec());
+    let (raw, from_uri) = (req.raw_path(), req.uri.path_and_query());
+    let raw = (Some(raw) != from_uri.map(|p| p.as_str().as_bytes())).then(|| raw.to_vec());
     let end_stream = req.send_end_stream();
     let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts = http::request::Parts::from(std::mem::replace(req, empty));
