@@ -430,3 +430,46 @@ fn healthz_is_503_until_the_proxy_listener_accepts() {
     assert_eq!(p.get("/predict", &[]).status, 200);
     drop(silent);
 }
+
+/// Connections on `port` that wait in TIME_WAIT (the side that closed first keeps them a minute).
+fn time_waits(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "06"
+        })
+        .count()
+}
+
+#[test]
+fn a_restart_binds_at_once_while_the_last_run_s_connections_wait_in_time_wait() {
+    // A proxy closes `Connection: close` requests first, so each leaves a connection in
+    // TIME_WAIT on its port for a minute. A restart (systemd's, an operator's) must bind again
+    // at once, as nginx and Pingora's own listener do (SO_REUSEADDR), not refuse the port.
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    let (addr, admin) = ports();
+    let policy = format!(
+        "listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n",
+        m.addr(b)
+    );
+    std::fs::write(&path, fill(&policy, addr, admin)).unwrap();
+    let mut first = Proxy::launch(&path, addr, admin, &[], tempfile::tempdir().unwrap());
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/predict", &[]).unwrap().status, 200);
+    }
+    first.signal("TERM");
+    eventually("the first run to exit", || {
+        (!first.is_running()).then_some(())
+    });
+    assert!(time_waits(addr.port()) > 0, "no connection in TIME_WAIT");
+
+    let second = Proxy::launch(&path, addr, admin, &[], dir);
+    assert_eq!(second.get("/predict", &[]).status, 200);
+}
