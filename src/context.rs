@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorSource};
 
 use crate::outcomes::Started;
 use crate::policy::LatencyMode;
@@ -95,9 +96,13 @@ impl Ctx {
         }
     }
 
-    /// Records the finished request: `status` is what the client got, if anything, and
-    /// `failed` whether it ended in an error.
-    pub(crate) fn record(&mut self, status: Option<u16>, failed: bool, elapsed: Duration) {
+    /// Records the finished request: `status` is what the client got, if anything, and `error`
+    /// how it ended early. A client that went away (hung up, stopped reading, sent a broken
+    /// body) is not the model's failure: the request counts for the rollback judge with the
+    /// time it had waited, as an error only if the model's answer was already a 5xx.
+    pub(crate) fn record(&mut self, status: Option<u16>, error: Option<&Error>, elapsed: Duration) {
+        let failed = error.is_some();
+        let client_left = error.is_some_and(|e| e.esource() == &ErrorSource::Downstream);
         let Some(snap) = self.snap.as_ref() else {
             return;
         };
@@ -127,7 +132,10 @@ impl Ctx {
                 answer: answer.unwrap_or(Answer::Skipped),
             });
         }
-        let mut failed = failed || status.is_none_or(|s| s >= 500);
+        let mut failed = match client_left {
+            true => status.is_some_and(|s| s >= 500),
+            false => failed || status.is_none_or(|s| s >= 500),
+        };
         if let Some(seen) = self.grpc {
             // A gRPC call fails by its status, whatever the HTTP status said.
             let code = crate::grpc::final_status(seen);

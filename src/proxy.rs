@@ -17,7 +17,7 @@ use http::header::SET_COOKIE;
 use http::HeaderName;
 use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorType, Result};
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -173,6 +173,12 @@ impl ProxyHttp for Blueshift {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer {peer}"));
+        if e.esource() == &ErrorSource::Downstream {
+            // The client went away (or broke its side): nobody waits for an answer, and the
+            // backend did nothing wrong. Not retried, not held against the backend.
+            e.set_retry(false);
+            return e;
+        }
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
         // A model too slow to answer is not asked again: that would double its load and the
@@ -322,7 +328,7 @@ impl ProxyHttp for Blueshift {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
         // A client that hangs up mid-request is not blueshift's error; the metrics count it.
-        e.esource() == &pingora_core::ErrorSource::Downstream
+        e.esource() == &ErrorSource::Downstream
             && matches!(
                 e.etype(),
                 ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
@@ -352,7 +358,7 @@ impl ProxyHttp for Blueshift {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map(|r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
-        ctx.record(status, e.is_some(), elapsed);
+        ctx.record(status, e, elapsed);
         let Some(snap) = ctx.snap.as_ref() else {
             return;
         };

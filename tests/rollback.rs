@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use blueshift::model_server::Mode;
@@ -346,4 +348,77 @@ fn admin_unknown_paths_are_404_and_wrong_methods_405() {
     assert_eq!(post(p.admin, "/status", &[]).unwrap().status, 405);
     let r = get(p.admin, "/healthz", &[]).unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+}
+
+/// Sends `GET path` and hangs up as soon as `gone` says so, given what has arrived so far.
+fn hang_up(addr: SocketAddr, path: &str, gone: impl Fn(&[u8]) -> bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: m\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    eventually("the moment to hang up", || {
+        let mut buf = [0; 4096];
+        if let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        gone(&got).then_some(())
+    });
+}
+
+#[test]
+fn clients_that_hang_up_are_not_held_against_the_model() {
+    // Impatient clients (a timeout shorter than the model's time, a user who stops a token
+    // stream) are not the model's errors: their requests are not sent again to another backend
+    // for nobody, and they do not roll the model back. What the model answers still counts.
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let (g1, g2) = (m.start("v2"), m.start("v2"));
+    for g in [g1, g2] {
+        m.servers[g].controls.set_delay(Duration::from_millis(300));
+    }
+    let extra = "rollback:\n  max_error_rate: 0.05\n  max_p99_latency: 10s\n  window: 30s\n  min_requests: 5\n";
+    let green = [m.addr(g1), m.addr(g2)];
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &green, (0, 100), extra));
+    let predictions =
+        || m.servers[g1].controls.predictions() + m.servers[g2].controls.predictions();
+    for _ in 0..6 {
+        // Gone while the model is still thinking.
+        let before = predictions();
+        hang_up(p.addr, "/predict", |_| predictions() > before);
+    }
+    for _ in 0..4 {
+        // Gone after the first token of a stream.
+        hang_up(p.addr, "/stream?events=50&gap=50", |got| {
+            String::from_utf8_lossy(got).contains("data: ")
+        });
+    }
+    p.wait_metrics(&[
+        "blueshift_requests_total{color=\"green\",status=\"error\"} 6",
+        "blueshift_requests_total{color=\"green\",status=\"200\"} 4",
+    ]);
+    assert_eq!(
+        predictions(),
+        10,
+        "a request of a client gone was sent again"
+    );
+    assert!(!rolled_back(&p.status()), "{}", p.status());
+
+    // Now the model fails: the judge sees its errors among requests that include the 10.
+    for g in [g1, g2] {
+        m.servers[g].controls.set_delay(Duration::ZERO);
+        m.servers[g].controls.set_mode(Mode::Failing);
+    }
+    let s = eventually("green to be rolled back for its errors", || {
+        p.get("/predict", &[]);
+        let s = p.status();
+        rolled_back(&s).then_some(s)
+    });
+    let reason = s["rollback"]["reason"].as_str().unwrap().to_string();
+    let (rate, n) = reason
+        .strip_prefix("error rate ")
+        .and_then(|r| r.split_once(" > 0.05 over 30s ("))
+        .and_then(|(rate, n)| Some((rate.parse::<f64>().ok()?, n.strip_suffix(" requests)")?)))
+        .and_then(|(rate, n)| Some((rate, n.parse::<f64>().ok()?)))
+        .unwrap_or_else(|| panic!("{reason}"));
+    assert_eq!((rate * n).round(), n - 10.0, "{reason}");
 }
