@@ -94,7 +94,22 @@ fn a_candidate_answering_wrong_labels_is_rolled_back_for_quality_with_no_client_
     let g = m.start("v2");
     m.servers[g].controls.set_mode(Mode::Wrong);
     let p = Proxy::start(&policy(&m, (50, 50), GATES));
-    let sent = send_until(&p, "/predict", |p| rolled_back(&p.status()));
+    // The judge ticks every 200 ms: once both colors have their 50 answers, the rollback comes
+    // within a tick or two, however many requests a fast or slow machine sends meanwhile.
+    let mut enough: Option<Instant> = None;
+    send_until(&p, "/predict", |p| {
+        let s = p.status();
+        let samples = |c: &str| s["colors"][c]["quality"]["samples"].as_u64().unwrap_or(0);
+        if enough.is_none() && samples("blue") >= 50 && samples("green") >= 50 {
+            enough = Some(Instant::now());
+        }
+        rolled_back(&s)
+    });
+    let waited = enough.map_or(Duration::ZERO, |t| t.elapsed());
+    assert!(
+        waited < Duration::from_secs(2),
+        "judged {waited:?} after both colors had 50 answers"
+    );
     let s = p.status();
     assert_eq!(s["rollback"]["color"], "green");
     let why = reason(&s);
@@ -112,7 +127,6 @@ fn a_candidate_answering_wrong_labels_is_rolled_back_for_quality_with_no_client_
     let (blue, green) = (share("blue"), share("green"));
     assert!((50..=90).contains(&blue), "{why}");
     assert!((10..=50).contains(&green) && green + 20 <= blue, "{why}");
-    assert!(sent < 400, "judged only after {sent} requests");
     counted_quality_rollback(&p);
     assert_eq!(s["weights"]["green"], 0);
     for _ in 0..20 {
