@@ -30,6 +30,7 @@
 //! - [`history`]: the last five minutes per color, one point a second, for the page.
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
+//! - [`logs`]: the process's log, with TCP probes of TLS listeners at debug level.
 //! - [`gate`]: a deadline on a new connection's first request head (slow clients).
 //! - [`tls`]: listeners' certificate pairs (loaded, checked, swapped live) and upstream CAs.
 //! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
@@ -50,6 +51,7 @@ pub mod grpc;
 pub mod headers;
 pub mod health;
 pub mod history;
+pub mod logs;
 pub mod metrics;
 pub mod model_server;
 pub mod outcomes;

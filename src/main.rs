@@ -85,7 +85,7 @@ struct AdminArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    blueshift::logs::init();
     let result = match cli.command {
         Command::Serve {
             policy,

@@ -230,3 +230,58 @@ fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     // Others are served as before.
     assert_eq!(p.get("/predict", &[]).status, 200);
 }
+
+#[test]
+fn a_tcp_probe_of_a_tls_listener_is_a_debug_line_and_real_handshake_failures_stay_errors() {
+    // Load balancers' TCP health checks and Kubernetes' tcpSocket probes connect to the TLS port
+    // and close before any TLS, every few seconds from every node: not an error. A client that
+    // speaks plain HTTP to the TLS port is one.
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::peers::Ca::new();
+    let (cert, key) = common::peers::write_pair(dir.path(), "edge", &ca.leaf(&["localhost"]));
+    let (addr, admin) = ports();
+    let tls: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let policy = format!(
+        "listen:\n  - {{listen}}\n  - addr: {tls}\n    tls: {{cert: {}, key: {}}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n",
+        cert.display(),
+        key.display(),
+        m.addr(b)
+    );
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, fill(&policy, addr, admin)).unwrap();
+    let log = dir.path().join("blueshift.log");
+    let env = [("RUST_LOG", "info,pingora_core::services::listening=debug")];
+    let child = Proxy::spawn_logging(&path, &[], &env, std::fs::File::create(&log).unwrap());
+    let _p = Proxy::attach(child, &path, addr, admin, tempfile::tempdir().unwrap());
+    eventually("the TLS listener", || TcpStream::connect(tls).ok())
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    let mut plain = TcpStream::connect(tls).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: m\r\n\r\n")
+        .unwrap();
+
+    let lines = eventually("both handshakes in the log", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let failed: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("Downstream handshake error"))
+            .map(str::to_owned)
+            .collect();
+        (failed.len() >= 2).then_some(failed)
+    });
+    let probes: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.ends_with("tls handshake eof"))
+        .collect();
+    assert!(!probes.is_empty(), "{lines:#?}");
+    assert!(probes.iter().all(|l| l.contains(" DEBUG ")), "{lines:#?}");
+    let real: Vec<&String> = lines
+        .iter()
+        .filter(|l| !l.ends_with("tls handshake eof"))
+        .collect();
+    assert!(!real.is_empty(), "{lines:#?}");
+    assert!(real.iter().all(|l| l.contains(" ERROR ")), "{lines:#?}");
+}

@@ -170,13 +170,23 @@ impl Proxy {
 
     /// Starts `blueshift serve --policy path` with extra arguments, without waiting.
     pub fn spawn(path: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+        Self::spawn_logging(path, args, env, Stdio::null())
+    }
+
+    /// [`Proxy::spawn`], with the log (stderr) going to `log`.
+    pub fn spawn_logging(
+        path: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: impl Into<Stdio>,
+    ) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blueshift"));
         cmd.args(["serve", "--policy"])
             .arg(path)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         cmd.env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
