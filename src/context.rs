@@ -138,7 +138,7 @@ impl Ctx {
         };
         if let Some(seen) = self.grpc {
             // A gRPC call fails by its status, whatever the HTTP status said.
-            let code = crate::grpc::final_status(seen);
+            let code = crate::grpc::final_status(seen, client_left);
             color.metrics.count_grpc(code);
             failed |= crate::grpc::is_error(code);
         }

@@ -53,10 +53,14 @@ pub fn is_error(code: u8) -> bool {
     matches!(code, 2 | 4 | 13 | 14 | 15)
 }
 
-/// The status a call ended with: what the trailers or headers said, else UNKNOWN when the
-/// stream ended without one (a broken call).
-pub fn final_status(seen: Option<u8>) -> u8 {
-    seen.unwrap_or(UNKNOWN)
+/// The code of a call the client cancelled.
+const CANCELLED: u8 = 1;
+
+/// The status a call ended with: what the trailers or headers said, else, when the stream ended
+/// without one, CANCELLED if the client went away (as the client sees it; not the model's
+/// failure) and UNKNOWN if not (a broken call).
+pub fn final_status(seen: Option<u8>, client_left: bool) -> u8 {
+    seen.unwrap_or(if client_left { CANCELLED } else { UNKNOWN })
 }
 
 #[cfg(test)]
@@ -89,7 +93,11 @@ mod tests {
                 "DATA_LOSS"
             ]
         );
-        assert_eq!(final_status(None), UNKNOWN);
+        assert_eq!(final_status(None, false), UNKNOWN);
+        assert_eq!(final_status(None, true), CANCELLED);
+        assert!(!is_error(CANCELLED));
+        // What the model said stands, whoever left first.
+        assert_eq!(final_status(Some(13), true), 13);
         let mut grpc = HeaderMap::new();
         grpc.insert("content-type", "application/grpc+proto".parse().unwrap());
         assert!(is_grpc(&grpc) && !is_grpc(&HeaderMap::new()));

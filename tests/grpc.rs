@@ -104,6 +104,47 @@ fn internal_answers_roll_the_candidate_back_whatever_the_http_status() {
 }
 
 #[test]
+fn streams_the_client_cancels_are_not_the_models_errors() {
+    // A client that stops a token stream (gRPC cancel, RST_STREAM) ends the call with no
+    // status from the model: CANCELLED, as the client sees it, not UNKNOWN, and not held
+    // against the model. Its INTERNAL answers afterwards still are.
+    let (blue, mut green) = (PyServer::grpc("v1", None), PyServer::grpc("v2", None));
+    let extra = "rollback: {min_requests: 5, max_error_rate: 0.05}\n";
+    let p = Proxy::start(&grpc_policy(&[&blue], &[&green], (0, 100), extra));
+    let target = p.addr.to_string();
+    let cancelled = grpc_client(&target, "cancel", 5, &[]);
+    assert!(
+        cancelled
+            .iter()
+            .all(|c| c["code"] == "CANCELLED" && c["color"] == "green"),
+        "{cancelled:?}"
+    );
+    p.wait_metrics(&["blueshift_grpc_responses_total{code=\"CANCELLED\",color=\"green\"} 5"]);
+    let metrics = p.metrics();
+    assert!(
+        !metrics.contains("code=\"UNKNOWN\",color=\"green\""),
+        "{metrics}"
+    );
+    assert_ne!(p.status()["state"], "rolled_back");
+
+    green.mode("internal");
+    let s = eventually("green to be rolled back for its INTERNAL answers", || {
+        grpc_client(&target, "unary", 1, &[]);
+        let s = p.status();
+        (s["state"] == "rolled_back").then_some(s)
+    });
+    // error rate E > 0.05 over 30s (N requests): the 5 cancelled calls are requests, not errors.
+    let reason = s["rollback"]["reason"].as_str().unwrap();
+    let (rate, n) = reason
+        .strip_prefix("error rate ")
+        .and_then(|r| r.split_once(" > 0.05 over 30s ("))
+        .and_then(|(rate, n)| Some((rate.parse::<f64>().ok()?, n.strip_suffix(" requests)")?)))
+        .and_then(|(rate, n)| Some((rate, n.parse::<f64>().ok()?)))
+        .unwrap_or_else(|| panic!("{reason}"));
+    assert_eq!((rate * n).round(), n - 5.0, "{reason}");
+}
+
+#[test]
 fn not_serving_marks_a_backend_unhealthy() {
     let (blue, mut green) = (PyServer::grpc("v1", None), PyServer::grpc("v2", None));
     let p = Proxy::start(&grpc_policy(&[&blue], &[&green], (50, 50), ""));

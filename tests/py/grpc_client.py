@@ -1,6 +1,8 @@
 """A gRPC client for blueshift's tests: real grpcio, one channel (one HTTP/2 connection).
 
-  python3 grpc_client.py TARGET unary|stream|chat N [--tls CA SERVERNAME] [--meta KEY=VALUE ...]
+  python3 grpc_client.py TARGET unary|stream|chat|cancel N [--tls CA SERVERNAME] [--meta KEY=VALUE ...]
+
+cancel: a streaming call of 50 tokens 100 ms apart that the client cancels after the first.
 
 Prints one JSON line per call: {"code", "color", "version", "body", "trailers"} where color is
 the x-blueshift-color initial metadata.
@@ -53,6 +55,12 @@ for call in range(n):
             it = rpc(b"5", metadata=meta, timeout=10)
             msgs = [m.decode() for m in it]
             line(it.code(), it.initial_metadata(), msgs, it.trailing_metadata())
+        elif kind == "cancel":
+            rpc = channel.unary_stream("/model.Predictor/Stream", **raw)
+            it = rpc(b"50/100", metadata=meta, timeout=10)
+            first = next(it).decode()
+            it.cancel()
+            line(it.code(), it.initial_metadata(), [first], None)
         else:
             rpc = channel.stream_stream("/model.Predictor/Chat", **raw)
             it = rpc(iter([b"hello", b"model"]), metadata=meta, timeout=10)

@@ -15,6 +15,7 @@ behaviour: "mode healthy", "mode internal" (every call fails with INTERNAL), "mo
 import json
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -41,8 +42,12 @@ def predict(request, context):
 
 
 def stream(request, context):
+    # "N" or "N/GAP_MS": N tokens, GAP_MS apart (a model generating them).
     check(context)
-    for i in range(int(request.decode() or "3")):
+    n, _, gap = (request.decode() or "3").partition("/")
+    for i in range(int(n)):
+        if i and gap:
+            time.sleep(int(gap) / 1000)
         yield f"tok {i} from {version}".encode()
 
 
