@@ -135,13 +135,8 @@ fn streams_the_client_cancels_are_not_the_models_errors() {
     });
     // error rate E > 0.05 over 30s (N requests): the 5 cancelled calls are requests, not errors.
     let reason = s["rollback"]["reason"].as_str().unwrap();
-    let (rate, n) = reason
-        .strip_prefix("error rate ")
-        .and_then(|r| r.split_once(" > 0.05 over 30s ("))
-        .and_then(|(rate, n)| Some((rate.parse::<f64>().ok()?, n.strip_suffix(" requests)")?)))
-        .and_then(|(rate, n)| Some((rate, n.parse::<f64>().ok()?)))
-        .unwrap_or_else(|| panic!("{reason}"));
-    assert_eq!((rate * n).round(), n - 5.0, "{reason}");
+    let (errors, n) = reason_errors(reason);
+    assert_eq!(errors, n - 5.0, "{reason}");
 }
 
 #[test]

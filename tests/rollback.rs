@@ -413,12 +413,7 @@ fn clients_that_hang_up_are_not_held_against_the_model() {
         let s = p.status();
         rolled_back(&s).then_some(s)
     });
-    let reason = s["rollback"]["reason"].as_str().unwrap().to_string();
-    let (rate, n) = reason
-        .strip_prefix("error rate ")
-        .and_then(|r| r.split_once(" > 0.05 over 30s ("))
-        .and_then(|(rate, n)| Some((rate.parse::<f64>().ok()?, n.strip_suffix(" requests)")?)))
-        .and_then(|(rate, n)| Some((rate, n.parse::<f64>().ok()?)))
-        .unwrap_or_else(|| panic!("{reason}"));
-    assert_eq!((rate * n).round(), n - 10.0, "{reason}");
+    let reason = s["rollback"]["reason"].as_str().unwrap();
+    let (errors, n) = reason_errors(reason);
+    assert_eq!(errors, n - 10.0, "{reason}");
 }

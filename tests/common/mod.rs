@@ -354,6 +354,19 @@ impl Drop for Proxy {
     }
 }
 
+/// The errors and requests a rollback reason `error rate R > LIMIT over WINDOW (N requests)`
+/// counts, from its rate and its N.
+pub fn reason_errors(reason: &str) -> (f64, f64) {
+    reason
+        .strip_prefix("error rate ")
+        .and_then(|r| r.split_once(" > "))
+        .and_then(|(rate, rest)| Some((rate, rest.split_once(" (")?.1)))
+        .and_then(|(rate, n)| Some((rate.parse::<f64>().ok()?, n.strip_suffix(" requests)")?)))
+        .and_then(|(rate, n)| Some((rate, n.parse::<f64>().ok()?)))
+        .map(|(rate, n)| ((rate * n).round(), n))
+        .unwrap_or_else(|| panic!("not an error-rate reason: {reason}"))
+}
+
 /// A response, read whole.
 #[derive(Debug, Clone)]
 pub struct Resp {
