@@ -179,7 +179,12 @@ impl ProxyHttp for Blueshift {
             e.set_retry(false);
             return e;
         }
-        let replayable = session.req_header().method.is_idempotent()
+        // A kept-alive connection the model closed just as it was reused (its idle timer fired):
+        // if sending the request failed, or the client has not even sent all of it yet, the
+        // model never had the whole request, so sending it again is safe for a POST too.
+        let never_had_it =
+            client_reused && (e.etype() == &ErrorType::WriteError || !session.is_body_done());
+        let replayable = (session.req_header().method.is_idempotent() || never_had_it)
             && !session.as_ref().retry_buffer_truncated();
         // A model too slow to answer is not asked again: that would double its load and the
         // client's wait. The client gets a 504.
@@ -190,8 +195,10 @@ impl ProxyHttp for Blueshift {
         if !replayable || timed_out || session.response_written().is_some() {
             e.set_retry(false);
         } else if client_reused {
-            // A stale keep-alive connection: the backend itself may be fine.
-            e.retry.decide_reuse(true);
+            // A stale keep-alive connection: the backend itself may be fine. (Pingora may have
+            // already said no for a request it could not finish writing; what is replayable was
+            // decided above.)
+            e.set_retry(true);
         } else {
             // A fresh connection that died before answering: like a refused connect, try
             // elsewhere (nginx's `proxy_next_upstream error`, for idempotent requests only).
