@@ -43,6 +43,8 @@ pub struct Ctx {
     pub(crate) last_failure: Option<&'static str>,
     /// A connect failed for want of blueshift's own resources: the outcome is not the model's.
     pub(crate) local_failure: bool,
+    /// What the request head asked of blueshift (a `100 Continue` it has sent).
+    pub(crate) head: crate::framing::Head,
 }
 
 impl Drop for Ctx {
@@ -93,6 +95,7 @@ impl Ctx {
             grpc: None,
             last_failure: None,
             local_failure: false,
+            head: crate::framing::Head::default(),
         }
     }
 

@@ -22,7 +22,7 @@
 //! forwarded is unambiguous; `tests/desync.rs` holds blueshift to that against AWS's
 //! `http_desync_guardian` corpus.
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::Version;
 use pingora_http::RequestHeader;
 
@@ -46,8 +46,18 @@ const fn bad(reason: &'static str) -> Refusal {
     }
 }
 
+/// What a request head that passed asks of blueshift.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Head {
+    /// `Expect: 100-continue` (HTTP/1.1 and later; HTTP/1.0 has no such thing, RFC 9110 section
+    /// 10.1.1): the client waits for a `100 Continue` before it sends the body. blueshift sends
+    /// it itself and does not pass the expectation on, as nginx and Envoy do, so a model server
+    /// that never answers one (many do not) costs no client the second curl waits by default.
+    pub expects_continue: bool,
+}
+
 /// Checks a request head.
-pub fn check(req: &RequestHeader) -> Result<(), Refusal> {
+pub fn check(req: &RequestHeader) -> Result<Head, Refusal> {
     let seen = Seen::scan(req);
     if seen.size + req.uri.path().len() > MAX_REQUEST_HEAD {
         return Err(Refusal {
@@ -55,14 +65,18 @@ pub fn check(req: &RequestHeader) -> Result<(), Refusal> {
             reason: "request headers are larger than 64 KiB",
         });
     }
+    let expects_continue = seen.expect_continue;
     match req.version {
         Version::HTTP_11 => {
             host(&seen)?;
-            body_length(req, &seen)
+            body_length(req, &seen)?;
         }
-        Version::HTTP_10 | Version::HTTP_09 => body_length(req, &seen),
-        _ => Ok(()),
+        Version::HTTP_10 | Version::HTTP_09 => {
+            return body_length(req, &seen).map(|()| Head::default())
+        }
+        _ => {}
     }
+    Ok(Head { expects_continue })
 }
 
 /// What one pass over a head's headers found, for the rules below (a pass instead of a lookup
@@ -82,6 +96,8 @@ struct Seen<'a> {
     transfer_encoding: bool,
     /// The framing header the first lookalike name imitates.
     lookalike: Option<&'static str>,
+    /// `Expect: 100-continue`.
+    expect_continue: bool,
 }
 
 impl<'a> Seen<'a> {
@@ -99,6 +115,8 @@ impl<'a> Seen<'a> {
                 s.length_not_zero |= v.trim_ascii() != b"0";
             } else if name == TRANSFER_ENCODING {
                 s.transfer_encoding = true;
+            } else if name == EXPECT {
+                s.expect_continue |= v.eq_ignore_ascii_case(b"100-continue");
             } else if s.lookalike.is_none() {
                 s.lookalike = lookalike(name.as_str());
             }
@@ -108,10 +126,14 @@ impl<'a> Seen<'a> {
 }
 
 /// What `check` lets through but need not go on: `Content-Length: 0` on GET and HEAD, which
-/// carries nothing and which some servers take as a sign of a body to come.
-pub fn tidy(req: &mut RequestHeader) {
+/// carries nothing and which some servers take as a sign of a body to come, and an
+/// `Expect: 100-continue` blueshift has answered (`head`).
+pub fn tidy(req: &mut RequestHeader, head: Head) {
     if matches!(req.method, http::Method::GET | http::Method::HEAD) {
         req.remove_header(&CONTENT_LENGTH);
+    }
+    if head.expects_continue {
+        req.remove_header(&EXPECT);
     }
 }
 
@@ -367,14 +389,31 @@ mod tests {
     #[test]
     fn an_empty_length_on_get_is_not_forwarded() {
         let mut r = req(H11, &[("host", "x"), ("content-length", "0")]);
-        tidy(&mut r);
+        tidy(&mut r, Head::default());
         assert!(
             r.headers.contains_key(CONTENT_LENGTH),
             "POST keeps its length"
         );
         r.set_method(http::Method::GET);
-        tidy(&mut r);
+        tidy(&mut r, Head::default());
         assert!(!r.headers.contains_key(CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn a_100_continue_expectation_is_answered_here_and_not_passed_on() {
+        let expects = |version, value: &str| {
+            let headers = [("host", "x"), ("content-length", "5"), ("expect", value)];
+            check(&req(version, &headers)).map(|h| h.expects_continue)
+        };
+        assert_eq!(expects(H11, "100-continue"), Ok(true));
+        assert_eq!(expects(H11, "100-Continue"), Ok(true));
+        assert_eq!(expects(H11, "something-else"), Ok(false));
+        // HTTP/1.0 has no 100 Continue: the expectation is ignored (RFC 9110 section 10.1.1).
+        assert_eq!(expects(Version::HTTP_10, "100-continue"), Ok(false));
+        let mut r = req(H11, &[("host", "x"), ("expect", "100-continue")]);
+        let head = check(&r).unwrap();
+        tidy(&mut r, head);
+        assert!(!r.headers.contains_key(EXPECT));
     }
 
     #[test]

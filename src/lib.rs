@@ -17,6 +17,7 @@
 //! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
 //! - [`headers`]: adding headers to requests and answers without Pingora's per-insert cost.
 //! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
+//! - [`retry`]: whether a request whose attempt failed goes again, and where (a pure rule).
 //! - [`grpc`]: a gRPC call's status, and which statuses count as the model failing.
 //! - [`upstream`]: Pingora peers that speak each color's protocol (HTTP/1.1, h2c, TLS, h2).
 //! - [`health`]: active health checks (HTTP or gRPC, over the color's protocol) and their
@@ -61,6 +62,7 @@ pub mod proxy;
 pub mod quality;
 pub mod reload;
 pub mod replies;
+pub mod retry;
 pub mod rollout;
 pub mod server;
 pub mod shadow;

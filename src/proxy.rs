@@ -24,6 +24,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::context::Ctx;
 use crate::policy::{LatencyMode, Policy};
 use crate::quality::Tap;
+use crate::retry::{self, Retry};
 use crate::shadow::{Draft, Mirrors};
 use crate::split::{self, Decision};
 use crate::state::{Shared, Snapshot};
@@ -81,13 +82,16 @@ impl ProxyHttp for Blueshift {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snap: &Snapshot = ctx.snap.get_or_insert_with(|| self.state.load_full());
         let p = &snap.policy;
-        if let Err(refusal) = framing::check(session.req_header()) {
-            // The rest of the connection cannot be trusted to be framed as this request says.
-            session.set_keepalive(None);
-            let body = format!("blueshift: {}\n", refusal.reason);
-            replies::plain(session, refusal.status, body).await?;
-            return Ok(true);
-        }
+        let head = match framing::check(session.req_header()) {
+            Ok(head) => head,
+            Err(refusal) => {
+                // The rest of the connection cannot be trusted to be framed as this request says.
+                session.set_keepalive(None);
+                let body = format!("blueshift: {}\n", refusal.reason);
+                replies::plain(session, refusal.status, body).await?;
+                return Ok(true);
+            }
+        };
         let req = session.req_header();
         let affinity = p.affinity.as_ref();
         let input = routing_inputs(req, p);
@@ -100,6 +104,10 @@ impl ProxyHttp for Blueshift {
                 ctx.assign =
                     matches!(d, Decision::New(_)) && affinity.is_some_and(|a| a.cookie.is_some());
                 ctx.mirror = Draft::choose(snap, d.color(), req);
+                if head.expects_continue {
+                    session.write_continue_response().await?;
+                }
+                ctx.head = head;
                 Ok(false)
             }
             Err(refusal) => {
@@ -173,37 +181,22 @@ impl ProxyHttp for Blueshift {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer {peer}"));
-        if e.esource() == &ErrorSource::Downstream {
-            // The client went away (or broke its side): nobody waits for an answer, and the
-            // backend did nothing wrong. Not retried, not held against the backend.
-            e.set_retry(false);
-            return e;
-        }
-        // A kept-alive connection the model closed just as it was reused (its idle timer fired):
-        // if sending the request failed, or the client has not even sent all of it yet, the
-        // model never had the whole request, so sending it again is safe for a POST too.
-        let never_had_it =
-            client_reused && (e.etype() == &ErrorType::WriteError || !session.is_body_done());
-        let replayable = (session.req_header().method.is_idempotent() || never_had_it)
-            && !session.as_ref().retry_buffer_truncated();
-        // A model too slow to answer is not asked again: that would double its load and the
-        // client's wait. The client gets a 504.
-        let timed_out = matches!(
-            e.etype(),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout
-        );
-        if !replayable || timed_out || session.response_written().is_some() {
-            e.set_retry(false);
-        } else if client_reused {
-            // A stale keep-alive connection: the backend itself may be fine. (Pingora may have
-            // already said no for a request it could not finish writing; what is replayable was
-            // decided above.)
-            e.set_retry(true);
-        } else {
-            // A fresh connection that died before answering: like a refused connect, try
-            // elsewhere (nginx's `proxy_next_upstream error`, for idempotent requests only).
-            ctx.give_up_on(peer, e.etype().as_str());
-            e.set_retry(true);
+        let attempt = retry::Attempt {
+            reused: client_reused,
+            idempotent: session.req_header().method.is_idempotent(),
+            body_done: session.is_body_done(),
+            body_kept: !session.as_ref().retry_buffer_truncated(),
+            answered: session.response_written().is_some(),
+        };
+        // Set either way: Pingora may already have said no to a request it could not finish
+        // writing, which the rule may send again.
+        match retry::decide(&e, attempt) {
+            Retry::No => e.set_retry(false),
+            Retry::Again => e.set_retry(true),
+            Retry::Elsewhere => {
+                ctx.give_up_on(peer, e.etype().as_str());
+                e.set_retry(true);
+            }
         }
         e
     }
@@ -221,7 +214,7 @@ impl ProxyHttp for Blueshift {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        framing::tidy(req);
+        framing::tidy(req, ctx.head);
         forwarded::add(req, client, if tls { "https" } else { "http" })?;
         if let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) {
             // The copy is of what the serving model gets, X-Forwarded-For included.

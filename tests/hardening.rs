@@ -285,3 +285,64 @@ fn a_tcp_probe_of_a_tls_listener_is_a_debug_line_and_real_handshake_failures_sta
     assert!(!real.is_empty(), "{lines:#?}");
     assert!(real.iter().all(|l| l.contains(" ERROR ")), "{lines:#?}");
 }
+
+#[test]
+fn a_client_that_expects_100_continue_gets_it_from_blueshift_and_the_model_gets_the_body() {
+    // The model server here never sends 100 Continue (many do not); without one, curl waits a
+    // second (its default) before it sends a body over 1 MiB. blueshift answers it, as nginx
+    // and Envoy do, and does not pass the expectation on.
+    let (m, p) = proxy("");
+    m.servers[0].controls.record_requests();
+    let mut s = TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /predict HTTP/1.1\r\nhost: m\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").unwrap();
+    let mut head = [0u8; 15];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    let got = eventually("the model to have the request", || {
+        let recorded = m.servers[0].controls.recorded();
+        recorded.into_iter().find(|r| r.method == "POST")
+    });
+    assert_eq!(got.body, b"hello");
+    assert!(
+        !got.headers.iter().any(|(k, _)| k == "expect"),
+        "{:?}",
+        got.headers
+    );
+
+    // A real client: curl sends `Expect: 100-continue` with bodies over 1 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, vec![b'7'; 2 << 20]).unwrap();
+    let url = format!("http://{}/predict", p.addr);
+    let data = format!("@{}", file.display());
+    let out = common::peers::curl(&[
+        "-sv",
+        "-o",
+        "/dev/null",
+        "--expect100-timeout",
+        "10",
+        "--data-binary",
+        &data,
+        &url,
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("> Expect: 100-continue"), "{log}");
+    assert!(log.contains("< HTTP/1.1 100 Continue"), "{log}");
+    assert!(log.contains("< HTTP/1.1 200 OK"), "{log}");
+    let got = eventually("the model to have the batch", || {
+        m.servers[0]
+            .controls
+            .recorded()
+            .into_iter()
+            .find(|r| r.body.len() == 2 << 20)
+    });
+    assert!(got.body.iter().all(|b| *b == b'7'));
+}

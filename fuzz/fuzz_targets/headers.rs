@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
     for h in parsed.headers.iter() {
         let _ = req.append_header(h.name.to_string(), h.value);
     }
-    let _ = framing::check(&req);
-    framing::tidy(&mut req);
+    let head = framing::check(&req).unwrap_or_default();
+    framing::tidy(&mut req, head);
     let cookie = affinity::find(&req, "blueshift");
     let value = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
     let t = Table::new(
