@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorSource};
+use pingora_core::Error;
 
 use crate::outcomes::Started;
 use crate::policy::LatencyMode;
@@ -105,7 +105,7 @@ impl Ctx {
     /// time it had waited, as an error only if the model's answer was already a 5xx.
     pub(crate) fn record(&mut self, status: Option<u16>, error: Option<&Error>, elapsed: Duration) {
         let failed = error.is_some();
-        let client_left = error.is_some_and(|e| e.esource() == &ErrorSource::Downstream);
+        let client_left = error.is_some_and(crate::retry::client_gone);
         let Some(snap) = self.snap.as_ref() else {
             return;
         };

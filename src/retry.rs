@@ -29,17 +29,23 @@ pub struct Attempt {
 pub enum Retry {
     /// The client gets the error.
     No,
-    /// Again, on another connection to the same backend: a stale kept-alive connection says
-    /// nothing about the backend.
+    /// Again, the backend not held to blame: a stale kept-alive connection says nothing about
+    /// it (the next pick may be any backend of the color, on another connection).
     Again,
     /// Again, elsewhere: a fresh connection that died before answering counts against its
     /// backend, like a refused connect.
     Elsewhere,
 }
 
+/// Whether `error` is the client's side: it hung up, stopped reading, or sent a broken body.
+/// Nobody waits for the answer, and the model did nothing wrong.
+pub fn client_gone(error: &Error) -> bool {
+    error.esource() == &ErrorSource::Downstream
+}
+
 /// The rule, for `error` on `attempt`.
 pub fn decide(error: &Error, attempt: Attempt) -> Retry {
-    if error.esource() == &ErrorSource::Downstream {
+    if client_gone(error) {
         return Retry::No;
     }
     let timed_out = matches!(
