@@ -15,7 +15,10 @@ use crate::quality::{Answer, Tap};
 use crate::shadow::{Draft, Seen, Served};
 use crate::state::Snapshot;
 
-/// Per-request context.
+/// Per-request context. The proxy holds it boxed: pingora-proxy keeps its `CTX` about three
+/// times over in each connection's future, which idles with the connection and is moved whole
+/// once per request; boxed, that is 24 bytes instead of ~580 (-550 bytes per connection and -800
+/// instructions per request in `benches/instructions.sh`).
 pub struct Ctx {
     pub(crate) snap: Option<Arc<Snapshot>>,
     /// The color serving the request; may change to stable on connect failures.

@@ -55,15 +55,16 @@ impl Blueshift {
 
 #[async_trait]
 impl ProxyHttp for Blueshift {
-    type CTX = Ctx;
+    /// Boxed, see [`Ctx`].
+    type CTX = Box<Ctx>;
 
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+    fn new_ctx(&self) -> Box<Ctx> {
+        Box::new(Ctx::new())
     }
 
     // ---- early_request_filter: the client connection's settings ----------------------------
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<()> {
         // Loaded once, here in the first hook; the rest of the request reads this generation.
         let t = &ctx.snap.insert(self.state.load_full()).policy.timeouts;
         // Pipelined requests are answered in order (RFC 9112 section 9.3.2).
@@ -79,7 +80,7 @@ impl ProxyHttp for Blueshift {
 
     // ---- request_filter: choose the color -------------------------------------------------
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
         let snap: &Snapshot = ctx.snap.get_or_insert_with(|| self.state.load_full());
         let p = &snap.policy;
         let head = match framing::check(session.req_header()) {
@@ -119,7 +120,11 @@ impl ProxyHttp for Blueshift {
 
     // ---- upstream_peer: choose the backend ------------------------------------------------
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<Box<HttpPeer>> {
         let snap = ctx
             .snap
             .as_ref()
@@ -162,7 +167,7 @@ impl ProxyHttp for Blueshift {
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent, so another backend (or the stable color) can take the request.
@@ -177,7 +182,7 @@ impl ProxyHttp for Blueshift {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer {peer}"));
@@ -207,7 +212,7 @@ impl ProxyHttp for Blueshift {
         &self,
         session: &mut Session,
         req: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         let client = session
             .client_addr()
@@ -230,7 +235,7 @@ impl ProxyHttp for Blueshift {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) else {
             return Ok(());
@@ -252,7 +257,7 @@ impl ProxyHttp for Blueshift {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         let (Some(snap), Some(color)) = (ctx.snap.as_ref(), ctx.color) else {
             return Ok(());
@@ -290,7 +295,7 @@ impl ProxyHttp for Blueshift {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
         let Some(chunk) = body.as_ref().filter(|b| !b.is_empty()) else {
             return Ok(None);
@@ -318,7 +323,7 @@ impl ProxyHttp for Blueshift {
         &self,
         _session: &mut Session,
         trailers: &mut http::HeaderMap,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         if let Some(status) = ctx.grpc.as_mut() {
             *status = crate::grpc::status(trailers).or(*status);
@@ -326,7 +331,7 @@ impl ProxyHttp for Blueshift {
         Ok(())
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
         // A client that hangs up mid-request is not blueshift's error; the metrics count it.
         e.esource() == &ErrorSource::Downstream
             && matches!(
@@ -337,7 +342,12 @@ impl ProxyHttp for Blueshift {
 
     // ---- fail_to_proxy: a short plain-text reason -----------------------------------------
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Box<Ctx>,
+    ) -> FailToProxy {
         let code = replies::error_code(e);
         if code > 0 && session.response_written().is_none() {
             let color = ctx
@@ -355,7 +365,7 @@ impl ProxyHttp for Blueshift {
 
     // ---- logging: the one hook every request passes ---------------------------------------
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
         let status = session.response_written().map(|r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         ctx.record(status, e, elapsed);
