@@ -180,3 +180,65 @@ async def main():
 asyncio.run(main())
 PY
 }
+
+# The model benchmarks' pieces (benches/models.sh; benches/instructions.sh sse|h2): the demo's
+# model server (examples/model.rs) as blue on MODEL_PORT and green on MODEL2_PORT, and the demo's
+# TLS certificate in CERT and KEY.
+MODEL_PORT=${MODEL_PORT:-15101}
+MODEL2_PORT=${MODEL2_PORT:-15102}
+start_models() {
+  "$ROOT/target/release/blueshift" demo --prepare >/dev/null
+  CERT=$ROOT/conf/demo-tls/cert.pem
+  KEY=$ROOT/conf/demo-tls/key.pem
+  "$ROOT/target/release/examples/model" "127.0.0.1:$MODEL_PORT" v1 2>/dev/null & PIDS+=($!)
+  "$ROOT/target/release/examples/model" "127.0.0.1:$MODEL2_PORT" v2 2>/dev/null & PIDS+=($!)
+  wait_port "$MODEL_PORT"
+  wait_port "$MODEL2_PORT"
+}
+
+# blueshift in front of the models as users run it: two colors (all traffic on blue), cookie
+# affinity, health checks; plain HTTP on $1 and TLS on $2.
+models_policy() {
+  cat <<EOF
+listen:
+  - 127.0.0.1:$1
+  - {addr: 127.0.0.1:$2, tls: {cert: $CERT, key: $KEY}}
+admin: 127.0.0.1:$BS_ADMIN
+colors:
+  blue:
+    backends: [{addr: 127.0.0.1:$MODEL_PORT}]
+  green:
+    backends: [{addr: 127.0.0.1:$MODEL2_PORT}]
+stable: blue
+split: {blue: 100, green: 0}
+affinity: {cookie: blueshift}
+EOF
+}
+
+# nginx in front of the models, one worker, written to $WORK/$1/nginx.conf: plain HTTP on $2,
+# TLS with HTTP/2 on $3, $4 added to the upstream block and $5 to the location. Empty extras give
+# nginx's default proxy settings; TUNED_UPSTREAM and TUNED_LOCATION tune it for model traffic.
+TUNED_UPSTREAM="keepalive 512;"
+TUNED_LOCATION='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off;'
+models_nginx_conf() {
+  mkdir -p "$WORK/$1/logs"
+  cat >"$WORK/$1/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log error;
+worker_rlimit_nofile 16384;
+events { worker_connections 16000; }
+http {
+  access_log off;
+  client_max_body_size 16m;
+  keepalive_requests 1000000;   # nginx 1.22 closes an HTTP/2 connection after 1,000 requests
+  upstream models { server 127.0.0.1:$MODEL_PORT; $4 }
+  server {
+    listen 127.0.0.1:$2;
+    listen 127.0.0.1:$3 ssl http2;
+    ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://models; $5 }
+  }
+}
+EOF
+}

@@ -1,31 +1,60 @@
 #!/usr/bin/env bash
-# Instructions each proxy executes per tiny request, counted by valgrind (callgrind): a number
+# Instructions each proxy executes per unit of work, counted by valgrind (callgrind): a number
 # the other tenants of a shared machine cannot move, where req/s and CPU time move by ±20%
-# between runs. nginx (weighted upstream, keep-alive, X-Forwarded-For/-Proto), blueshift (the
-# benches' policy: 90/10, cookie affinity, override header, metrics), bare Pingora with
-# blueshift's client settings and Pingora's HTTP/1 sessions without pingora-proxy, each alone
-# under callgrind in front of the same backend. Counters are zeroed after a warm-up, then
-# h2load --h1 -c32 sends N requests. Each thread counts on its own: the busiest is the proxy
-# thread, which does the per-request work; the process column adds the rest (blueshift's
-# supervisor, health checks and admin API tick by the clock, not per request, and valgrind's
-# ~50x slowdown makes each request pay ~50x its real share of them).
+# between runs. Each proxy runs alone under callgrind; counters are zeroed after a warm-up, then
+# the load is counted. Each thread counts on its own: the busiest is the proxy thread, which
+# does the per-request work; the process column adds the rest (blueshift's supervisor, health
+# checks and admin API tick by the clock, not per request, and valgrind's ~50x slowdown makes
+# each request pay ~50x its real share of them).
 #
-#   benches/instructions.sh [N]     (default 4000; ~2 minutes)
+#   benches/instructions.sh [N] [tiny|sse|h2]     (default 4000 tiny; ~1-2 minutes each)
+#
+# Workloads:
+#   tiny  N tiny requests (h2load --h1 -c32) through nginx (weighted upstream, keep-alive,
+#         X-Forwarded-For/-Proto), blueshift (the benches' policy: 90/10, cookie affinity,
+#         override header, metrics), bare Pingora with blueshift's client settings and Pingora's
+#         HTTP/1 sessions without pingora-proxy, in front of benches/common.sh's nginx backend
+#   sse   token streams, per event: 20 clients read 40-event streams for 4 s (examples/sse_load)
+#   h2    N requests over HTTP/2 and TLS, 8 connections x 10 streams (h2load), handshakes included
+# sse and h2 run nginx tuned for model traffic, blueshift and bare Pingora in front of the model
+# server, as benches/models.sh does.
 #
 # KEEP=DIR keeps the callgrind files, for `callgrind_annotate --inclusive=yes DIR/FILE`.
 source "$(dirname "$0")/common.sh"
 N=${1:-4000}
+LOAD=${2:-tiny}
 need_tools nginx curl
 command -v valgrind >/dev/null || need_tools valgrind
 command -v h2load >/dev/null || need_tools nghttp2-client
-[ -x "$ROOT/target/release/blueshift" ] || (cd "$ROOT" && cargo build --release)
-(cd "$ROOT" && cargo build --release --example bare_pingora --example lean_core)
+(cd "$ROOT" && cargo build --release --bin blueshift --example bare_pingora --example lean_core \
+  --example model --example sse_load)
 OUT=${KEEP:-$WORK/callgrind}
 mkdir -p "$OUT" "$WORK/proxy/logs"
-start_backend
 
-# Runs "$@" under callgrind, waits for PORT, warms up, counts N requests; prints name and
-# instructions per request.
+# The load, on PORT: "warm" or "count"; "count" prints how many units it completed.
+load_tiny() {
+  local n=500
+  [ "$2" = count ] && n=$N
+  h2load --h1 -n "$n" -c 32 "http://127.0.0.1:$1/predict" | awk '/^requests:/ {print $8}'
+}
+load_sse() {
+  local clients=10 secs=2
+  [ "$2" = count ] && clients=20 secs=4
+  "$ROOT/target/release/examples/sse_load" "127.0.0.1:$1" "/stream?events=40&gap=25&stamp=1" \
+    "$clients" "$secs" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["events"] if d["errors"] == 0 else 0)'
+}
+load_h2() {
+  local n=400
+  [ "$2" = count ] && n=$N
+  h2load -n "$n" -c 8 -m 10 "https://localhost:$1/predict" | awk '/^requests:/ {print $8}'
+}
+UNIT=request
+[ "$LOAD" = sse ] && UNIT=event
+SCHEME=http
+[ "$LOAD" = h2 ] && SCHEME=https
+
+# Runs "$@" under callgrind, waits for PORT, warms up, counts; prints name, units, the busiest
+# thread's instructions and the whole process's.
 count() {
   local name=$1 port=$2
   shift 2
@@ -33,13 +62,13 @@ count() {
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 600); do
-    curl -sf -o /dev/null "127.0.0.1:$port/predict" && break
+    curl -ksf -o /dev/null "$SCHEME://localhost:$port/predict" && break
     sleep 0.1
   done
-  h2load --h1 -n 500 -c 32 "http://127.0.0.1:$port/predict" >/dev/null
+  "load_$LOAD" "$port" warm >/dev/null
   callgrind_control -z "$pid" >/dev/null
   local done
-  done=$(h2load --h1 -n "$N" -c 32 "http://127.0.0.1:$port/predict" | awk '/^requests:/ {print $8}')
+  done=$("load_$LOAD" "$port" count)
   callgrind_control -d "$pid" >/dev/null
   local files=()
   for _ in $(seq 100); do
@@ -49,31 +78,48 @@ count() {
   done
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  [ "$done" = "$N" ] || { echo "$name: $done of $N requests succeeded" >&2; exit 1; }
-  # name, the busiest thread's instructions, the whole process's
-  echo "$name $(awk '/^totals:/ {t += $2; if ($2 > m) m = $2} END {print m, t}' "${files[@]}")"
+  [ "${done:-0}" -gt 0 ] || { echo "$name: the $LOAD load failed" >&2; exit 1; }
+  [ "$LOAD" = sse ] || [ "$done" = "$N" ] || { echo "$name: $done of $N requests succeeded" >&2; exit 1; }
+  echo "$name $done $(awk '/^totals:/ {t += $2; if ($2 > m) m = $2} END {print m, t}' "${files[@]}")"
 }
 
-nginx_proxy_conf 90 10 >"$WORK/proxy/nginx.conf"
-BS_PORT=18380 BS_ADMIN=18381 bs_policy >"$WORK/policy.yaml"
-{
-  count nginx "$NGINX_PORT" nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" \
-    -g 'daemon off; master_process off;'
-  RUST_LOG=error count blueshift 18380 "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml"
-  BARE_CLIENT_LIMITS=1 count bare-pingora 18382 "$ROOT/target/release/examples/bare_pingora" \
-    127.0.0.1:18382 "127.0.0.1:$BLUE_PORT"
-  count lean-core 18383 "$ROOT/target/release/examples/lean_core" 127.0.0.1:18383 "127.0.0.1:$BLUE_PORT"
-} >"$WORK/totals"
+if [ "$LOAD" = tiny ]; then
+  start_backend
+  nginx_proxy_conf 90 10 >"$WORK/proxy/nginx.conf"
+  BS_PORT=18380 BS_ADMIN=18381 bs_policy >"$WORK/policy.yaml"
+  {
+    count nginx "$NGINX_PORT" nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" \
+      -g 'daemon off; master_process off;'
+    RUST_LOG=error count blueshift 18380 "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml"
+    BARE_CLIENT_LIMITS=1 count bare-pingora 18382 "$ROOT/target/release/examples/bare_pingora" \
+      127.0.0.1:18382 "127.0.0.1:$BLUE_PORT"
+    count lean-core 18383 "$ROOT/target/release/examples/lean_core" 127.0.0.1:18383 "127.0.0.1:$BLUE_PORT"
+  } >"$WORK/totals"
+  WHAT="h2load --h1 -c32, $N requests"
+else
+  start_models
+  models_nginx_conf proxy 18385 18386 "$TUNED_UPSTREAM" "$TUNED_LOCATION"
+  BS_ADMIN=18381 models_policy 18380 18383 >"$WORK/policy.yaml"
+  P=(18385 18380 18382)
+  [ "$LOAD" = h2 ] && P=(18386 18383 18384)
+  {
+    count nginx "${P[0]}" nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" \
+      -g 'daemon off; master_process off;'
+    RUST_LOG=error count blueshift "${P[1]}" "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml"
+    BARE_CLIENT_LIMITS=1 count bare-pingora "${P[2]}" "$ROOT/target/release/examples/bare_pingora" \
+      127.0.0.1:18382 "127.0.0.1:$MODEL_PORT" 127.0.0.1:18384 "$CERT" "$KEY"
+  } >"$WORK/totals"
+  WHAT="nginx tuned for model traffic; $([ "$LOAD" = sse ] && echo "20 token streams for 4 s" || echo "h2load -c8 -m10 over TLS, $N requests")"
+fi
 
 echo
-echo "## Instructions per request (callgrind), h2load --h1 -c32, $N requests ($(date -u +%F))"
+echo "## Instructions per $UNIT (callgrind), $WHAT ($(date -u +%F))"
 echo
-python3 - "$WORK/totals" "$N" <<'PY'
+python3 - "$WORK/totals" "$UNIT" <<'PY'
 import sys
-rows = {name: (int(thread), int(process)) for name, thread, process in map(str.split, open(sys.argv[1]))}
-n = int(sys.argv[2])
-per = {k: (t / n, p / n) for k, (t, p) in rows.items()}
-print("| target | proxy thread: instructions / request | vs nginx | vs bare Pingora | whole process |")
+rows = {name: (int(n), int(thread), int(process)) for name, n, thread, process in map(str.split, open(sys.argv[1]))}
+per = {k: (t / n, p / n) for k, (n, t, p) in rows.items()}
+print(f"| target | proxy thread: instructions / {sys.argv[2]} | vs nginx | vs bare Pingora | whole process |")
 print("| --- | --- | --- | --- | --- |")
 for k, (t, p) in per.items():
     print(f"| {k} | {t:,.0f} | {t / per['nginx'][0]:.2f}x | {t / per['bare-pingora'][0]:.2f}x | {p:,.0f} |")

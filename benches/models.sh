@@ -38,64 +38,23 @@ need_tools nginx haproxy wrk h2load curl python3
 (cd "$ROOT" && cargo build --release --bin blueshift --example model --example sse_load --example conn_load --example bare_pingora)
 ulimit -n "$(ulimit -Hn)"   # 2,000 clients need 4,000+ descriptors per proxy
 TCK=$(getconf CLK_TCK)
-MODEL_PORT=${MODEL_PORT:-15101}; MODEL2_PORT=${MODEL2_PORT:-15102}
 NGINX_DEF=${NGINX_DEF:-18181}; NGINX_TUNED=${NGINX_TUNED:-18182}; HAPROXY_M=${HAPROXY_M:-18183}
 BARE_M=${BARE_M:-18184}; BARE_TLS=${BARE_TLS:-18447}; BS_TLS=${BS_TLS:-18443}; NGINX_DEF_TLS=${NGINX_DEF_TLS:-18444}; NGINX_TUNED_TLS=${NGINX_TUNED_TLS:-18445}; HAPROXY_TLS=${HAPROXY_TLS:-18446}
-"$ROOT/target/release/blueshift" demo --prepare >/dev/null
-CERT=$ROOT/conf/demo-tls/cert.pem; KEY=$ROOT/conf/demo-tls/key.pem
+start_models
 cat "$CERT" "$KEY" >"$WORK/haproxy.pem"
-
-"$ROOT/target/release/examples/model" "127.0.0.1:$MODEL_PORT" v1 2>/dev/null & PIDS+=($!)
-"$ROOT/target/release/examples/model" "127.0.0.1:$MODEL2_PORT" v2 2>/dev/null & PIDS+=($!)
-wait_port "$MODEL_PORT"; wait_port "$MODEL2_PORT"
-
-# blueshift as users run it: two colors (all traffic on blue), cookie affinity, health checks.
-cat >"$WORK/policy.yaml" <<EOF
-listen:
-  - 127.0.0.1:$BS_PORT
-  - {addr: 127.0.0.1:$BS_TLS, tls: {cert: $CERT, key: $KEY}}
-admin: 127.0.0.1:$BS_ADMIN
-colors:
-  blue:
-    backends: [{addr: 127.0.0.1:$MODEL_PORT}]
-  green:
-    backends: [{addr: 127.0.0.1:$MODEL2_PORT}]
-stable: blue
-split: {blue: 100, green: 0}
-affinity: {cookie: blueshift}
-EOF
+models_policy "$BS_PORT" "$BS_TLS" >"$WORK/policy.yaml"
 RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" & BS=$!; PIDS+=($BS)
 wait_port "$BS_TLS"
 
 # nginx: $1 name, $2 port, $3 TLS port, $4 upstream block extras, $5 location extras.
 nginx_conf() {
-  mkdir -p "$WORK/$1/logs"
-  cat >"$WORK/$1/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log error;
-worker_rlimit_nofile 16384;
-events { worker_connections 16000; }
-http {
-  access_log off;
-  client_max_body_size 16m;
-  keepalive_requests 1000000;   # nginx 1.22 closes an HTTP/2 connection after 1,000 requests
-  upstream models { server 127.0.0.1:$MODEL_PORT; $4 }
-  server {
-    listen 127.0.0.1:$2;
-    listen 127.0.0.1:$3 ssl http2;
-    ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://models; $5 }
-  }
-}
-EOF
+  models_nginx_conf "$@"
   nginx -p "$WORK/$1" -c "$WORK/$1/nginx.conf"
   PIDS+=("$(cat "$WORK/$1/nginx.pid")")
   wait_port "$2"
 }
 nginx_conf nginx-default "$NGINX_DEF" "$NGINX_DEF_TLS" "" ""
-nginx_conf nginx-tuned "$NGINX_TUNED" "$NGINX_TUNED_TLS" "keepalive 512;" \
-  "proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; proxy_request_buffering off;"
+nginx_conf nginx-tuned "$NGINX_TUNED" "$NGINX_TUNED_TLS" "$TUNED_UPSTREAM" "$TUNED_LOCATION"
 
 cat >"$WORK/haproxy-m.cfg" <<EOF
 global
