@@ -65,18 +65,17 @@ pub fn check(req: &RequestHeader) -> Result<Head, Refusal> {
             reason: "request headers are larger than 64 KiB",
         });
     }
-    let expects_continue = seen.expect_continue;
     match req.version {
         Version::HTTP_11 => {
             host(&seen)?;
             body_length(req, &seen)?;
         }
-        Version::HTTP_10 | Version::HTTP_09 => {
-            return body_length(req, &seen).map(|()| Head::default())
-        }
+        Version::HTTP_10 | Version::HTTP_09 => body_length(req, &seen)?,
         _ => {}
     }
-    Ok(Head { expects_continue })
+    Ok(Head {
+        expects_continue: seen.expect_continue && req.version >= Version::HTTP_11,
+    })
 }
 
 /// What one pass over a head's headers found, for the rules below (a pass instead of a lookup
