@@ -17,7 +17,7 @@ use http::header::SET_COOKIE;
 use http::HeaderName;
 use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorSource, ErrorType, Result};
+use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -333,7 +333,7 @@ impl ProxyHttp for Blueshift {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
         // A client that hangs up mid-request is not blueshift's error; the metrics count it.
-        e.esource() == &ErrorSource::Downstream
+        retry::client_gone(e)
             && matches!(
                 e.etype(),
                 ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
