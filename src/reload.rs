@@ -4,13 +4,15 @@
 //! The directories are watched rather than the files, so an editor's rename-over and a
 //! Kubernetes ConfigMap's (or Secret's) `..data` symlink swap are both seen. Bursts of events are
 //! debounced, and a reload is only requested when the bytes behind a path actually changed (or
-//! vanished): the policy's, or the certificates'.
+//! vanished): the policy's, or the certificates'. Opens and reads are not changes: the watcher's
+//! own reads raise them (inotify reports every open), and counting them kept it re-reading
+//! every file 20 times a second for ever.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::{error, info};
-use notify::{RecursiveMode, Watcher};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::policy::TlsFiles;
@@ -30,8 +32,9 @@ pub fn spawn(path: PathBuf, certs: Vec<TlsFiles>, handle: Handle) {
         .collect();
     dirs.sort();
     dirs.dedup();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+    let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
+        // An error (the kernel's queue overflowed) may hide a change: read again.
+        if res.as_ref().map_or(true, changes) {
             let _ = tx.try_send(());
         }
     });
@@ -51,6 +54,18 @@ pub fn spawn(path: PathBuf, certs: Vec<TlsFiles>, handle: Handle) {
     }
     info!("watching {} for changes", path.display());
     tokio::spawn(debounce(watcher, rx, path, cert_files, handle));
+}
+
+/// Whether an event in a watched directory may have changed a file's bytes: anything but an
+/// open or a read, which change nothing and which the watcher's own reads raise. The close of a
+/// file opened for writing is a change.
+fn changes(event: &Event) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 fn dir_of(path: &Path) -> PathBuf {
@@ -108,4 +123,38 @@ fn spawn_sighup(handle: Handle) {
             let _ = handle.call(|reply| Command::Reload("SIGHUP", reply)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    fn on(kind: EventKind, name: &str) -> Event {
+        Event::new(kind).add_path(PathBuf::from("/etc/blueshift").join(name))
+    }
+
+    #[test]
+    fn opens_and_reads_are_not_changes() {
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        assert!(!changes(&on(open, "policy.yaml")));
+        assert!(!changes(&on(read, "cert.pem")));
+    }
+
+    #[test]
+    fn writes_renames_creations_and_removals_are_changes() {
+        let kinds = [
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ];
+        for kind in kinds {
+            assert!(changes(&on(kind, "..data")), "{kind:?}");
+        }
+    }
 }

@@ -78,6 +78,40 @@ fn an_editors_rename_over_is_seen() {
     s.p.wait_status("the renamed-over policy", |st| weights(st) == (30, 70));
 }
 
+/// inotify reports every open of a file in a watched directory, the watcher's own reads too:
+/// counted as changes, they kept an idle proxy re-reading its policy 20 times a second.
+#[test]
+fn an_idle_proxy_does_not_read_its_policy_again() {
+    use notify::event::{AccessKind, EventKind};
+    use notify::{RecursiveMode, Watcher};
+    let s = Setup::new((100, 0), "");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        let _ = e.map(|e| tx.send(e));
+    })
+    .unwrap();
+    let dir = s.p.policy.parent().unwrap();
+    watcher.watch(dir, RecursiveMode::NonRecursive).unwrap();
+    // The proxy's watcher works: an edit is read and applied.
+    write_atomically(&s.p.policy, &s.policy((30, 70), ""));
+    s.p.wait_status("the edited policy", |st| weights(st) == (30, 70));
+    // From half a second after it, a second with no edit brings no open of the policy.
+    let quiet_from = Instant::now() + Duration::from_millis(500);
+    let until = quiet_from + Duration::from_secs(1);
+    let mut opens = 0;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let Ok(e) = rx.recv_timeout(left) else { break };
+        let open = matches!(e.kind, EventKind::Access(AccessKind::Open(_)));
+        if open && Instant::now() >= quiet_from && e.paths.contains(&s.p.policy) {
+            opens += 1;
+        }
+    }
+    assert_eq!(
+        opens, 0,
+        "the idle proxy opened its policy {opens} times in a second"
+    );
+}
+
 #[test]
 fn a_configmap_symlink_swap_is_seen() {
     let mut m = Models::new();
