@@ -30,6 +30,9 @@ need_tools() {
   fi
 }
 
+# Building blueshift needs cmake (Pingora's zlib-ng) and a C compiler, as `make demo` does.
+"$ROOT/scripts/setup.sh"
+
 wait_port() {
   for _ in $(seq 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0

@@ -7,7 +7,7 @@
 # checks and admin API tick by the clock, not per request, and valgrind's ~50x slowdown makes
 # each request pay ~50x its real share of them).
 #
-#   benches/instructions.sh [N] [tiny|sse|h2]     (default 4000 tiny; ~1-2 minutes each)
+#   benches/instructions.sh [N] [tiny|sse|h2|close]     (default 4000 tiny; ~1-2 minutes each)
 #
 # Workloads:
 #   tiny  N tiny requests (h2load --h1 -c32) through nginx (weighted upstream, keep-alive,
@@ -16,8 +16,9 @@
 #         HTTP/1 sessions without pingora-proxy, in front of benches/common.sh's nginx backend
 #   sse   token streams, per event: 20 clients read 40-event streams for 4 s (examples/sse_load)
 #   h2    N requests over HTTP/2 and TLS, 8 connections x 10 streams (h2load), handshakes included
-# sse and h2 run nginx tuned for model traffic, blueshift and bare Pingora in front of the model
-# server, as benches/models.sh does.
+#   close a new connection per request: 16 clients for 4 s (examples/conn_load), accept to close
+# sse, h2 and close run nginx tuned for model traffic, blueshift and bare Pingora in front of the
+# model server, as benches/models.sh does.
 #
 # KEEP=DIR keeps the callgrind files, for `callgrind_annotate --inclusive=yes DIR/FILE`.
 source "$(dirname "$0")/common.sh"
@@ -27,7 +28,7 @@ need_tools nginx curl
 command -v valgrind >/dev/null || need_tools valgrind
 command -v h2load >/dev/null || need_tools nghttp2-client
 (cd "$ROOT" && cargo build --release --bin blueshift --example bare_pingora --example lean_core \
-  --example model --example sse_load)
+  --example model --example sse_load --example conn_load)
 OUT=${KEEP:-$WORK/callgrind}
 mkdir -p "$OUT" "$WORK/proxy/logs"
 
@@ -48,8 +49,16 @@ load_h2() {
   [ "$2" = count ] && n=$N
   h2load -n "$n" -c 8 -m 10 "https://localhost:$1/predict" | awk '/^requests:/ {print $8}'
 }
+load_close() {
+  local secs=2
+  [ "$2" = count ] && secs=4
+  "$ROOT/target/release/examples/conn_load" "127.0.0.1:$1" /predict 16 "$secs" |
+    python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["requests"] if d["errors"] == 0 else 0)'
+}
 UNIT=request
 [ "$LOAD" = sse ] && UNIT=event
+[ "$LOAD" = close ] && UNIT=connection
+TIMED=$([ "$LOAD" = sse ] || [ "$LOAD" = close ] && echo 1)
 SCHEME=http
 [ "$LOAD" = h2 ] && SCHEME=https
 
@@ -79,7 +88,7 @@ count() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   [ "${done:-0}" -gt 0 ] || { echo "$name: the $LOAD load failed" >&2; exit 1; }
-  [ "$LOAD" = sse ] || [ "$done" = "$N" ] || { echo "$name: $done of $N requests succeeded" >&2; exit 1; }
+  [ -n "$TIMED" ] || [ "$done" = "$N" ] || { echo "$name: $done of $N requests succeeded" >&2; exit 1; }
   echo "$name $done $(awk '/^totals:/ {t += $2; if ($2 > m) m = $2} END {print m, t}' "${files[@]}")"
 }
 
@@ -109,7 +118,12 @@ else
     BARE_CLIENT_LIMITS=1 count bare-pingora "${P[2]}" "$ROOT/target/release/examples/bare_pingora" \
       127.0.0.1:18382 "127.0.0.1:$MODEL_PORT" 127.0.0.1:18384 "$CERT" "$KEY"
   } >"$WORK/totals"
-  WHAT="nginx tuned for model traffic; $([ "$LOAD" = sse ] && echo "20 token streams for 4 s" || echo "h2load -c8 -m10 over TLS, $N requests")"
+  case $LOAD in
+    sse) WHAT="20 token streams for 4 s" ;;
+    close) WHAT="16 clients, a new connection per request, for 4 s" ;;
+    *) WHAT="h2load -c8 -m10 over TLS, $N requests" ;;
+  esac
+  WHAT="nginx tuned for model traffic; $WHAT"
 fi
 
 echo
