@@ -4,9 +4,9 @@
 //! The directories are watched rather than the files, so an editor's rename-over and a
 //! Kubernetes ConfigMap's (or Secret's) `..data` symlink swap are both seen. Bursts of events are
 //! debounced, and a reload is only requested when the bytes behind a path actually changed (or
-//! vanished): the policy's, or the certificates'. Opens and reads are not changes: the watcher's
-//! own reads raise them (inotify reports every open), and counting them kept it re-reading
-//! every file 20 times a second for ever.
+//! vanished): the policy's, or the certificates'. Opens and reads are not changes: inotify
+//! reports every open, the watcher's own reads included, and counting them would have it read
+//! every file again every 50 ms.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
