@@ -58,7 +58,8 @@ load_close() {
 UNIT=request
 [ "$LOAD" = sse ] && UNIT=event
 [ "$LOAD" = close ] && UNIT=connection
-TIMED=$([ "$LOAD" = sse ] || [ "$LOAD" = close ] && echo 1)
+TIMED=
+case $LOAD in sse | close) TIMED=1 ;; esac
 SCHEME=http
 [ "$LOAD" = h2 ] && SCHEME=https
 
