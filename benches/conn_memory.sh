@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What an idle keep-alive client connection costs blueshift, and what makes it up: RSS per
-# connection, then a heap profile (heaptrack) of the same run, its peak consumers grouped by
-# where they were allocated.
+# connection (and bare Pingora's, with blueshift's read buffer and with its own), then a heap
+# profile (heaptrack) of blueshift in the same conditions, its peak consumers grouped by where
+# they were allocated.
 #
 #   benches/conn_memory.sh [connections]      (default 2000)
 source "$(dirname "$0")/common.sh"
 N=${1:-2000}
 need_tools heaptrack python3
-(cd "$ROOT" && cargo build --release --bin blueshift --example model)
+(cd "$ROOT" && cargo build --release --bin blueshift --example model --example bare_pingora)
 # The profiled build keeps glibc's malloc (heaptrack cannot see mimalloc's), in its own directory.
 (cd "$ROOT" && cargo build --release --bin blueshift --features system-alloc --target-dir target/profile)
 ulimit -n "$(ulimit -Hn)"
@@ -22,25 +23,36 @@ colors:
     backends: [{addr: 127.0.0.1:$MODEL_PORT}]
 EOF
 
-hold() { hold_idle "$BS_PORT" "$N" 3; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-# 1. RSS per idle connection, without a profiler.
-RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" & BS=$!
-wait_port "$BS_PORT"; sleep 1
-before=$(rss $BS)
-hold >"$WORK/held" & H=$!
-until [ -s "$WORK/held" ]; do sleep 0.1; done
-after=$(rss $BS)
-wait $H
-kill $BS; wait $BS 2>/dev/null || true
-echo "RSS: $((before / 1024)) MiB idle, $((after / 1024)) MiB with $N idle connections: $(( (after - before) / N )) KiB each"
+# 1. RSS per idle connection, without a profiler: blueshift, then bare Pingora with blueshift's
+# client settings and read buffer (the framework's own floor), then bare Pingora as it comes.
+rss_per_connection() {
+  local name=$1 port=$2
+  shift 2
+  "$@" & local pid=$!
+  wait_port "$port"; sleep 1
+  local before after
+  before=$(rss $pid)
+  rm -f "$WORK/held"
+  hold_idle "$port" "$N" 3 >"$WORK/held" & local holder=$!
+  until [ -s "$WORK/held" ]; do sleep 0.1; done
+  after=$(rss $pid)
+  wait $holder
+  kill $pid; wait $pid 2>/dev/null || true
+  echo "RSS, $name: $((before / 1024)) MiB idle, $((after / 1024)) MiB with $N idle connections: $(( (after - before) / N )) KiB each"
+}
+RUST_LOG=error rss_per_connection blueshift "$BS_PORT" "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml"
+BARE_CLIENT_LIMITS=1 BARE_READ_BUFFER=4096 rss_per_connection "bare Pingora, a 4 KiB read buffer" 18382 \
+  "$ROOT/target/release/examples/bare_pingora" 127.0.0.1:18382 "127.0.0.1:$MODEL_PORT"
+BARE_CLIENT_LIMITS=1 rss_per_connection "bare Pingora, its 64 KiB read buffer" 18382 \
+  "$ROOT/target/release/examples/bare_pingora" 127.0.0.1:18382 "127.0.0.1:$MODEL_PORT"
 
 # 2. The same under heaptrack: what is live at the peak, by allocation site.
 RUST_LOG=error heaptrack -o "$WORK/heap" "$ROOT/target/profile/release/blueshift" serve -p "$WORK/policy.yaml" >/dev/null 2>&1 & HT=$!
 for _ in $(seq 300); do curl -sf "127.0.0.1:$BS_PORT/predict" >/dev/null && break; sleep 0.1; done   # slow to start
 : >"$WORK/held"
-hold >"$WORK/held" & H=$!
+hold_idle "$BS_PORT" "$N" 3 >"$WORK/held" & H=$!
 until [ -s "$WORK/held" ]; do sleep 0.1; done
 wait $H
 pkill -TERM -f "blueshift serve -p $WORK/policy.yaml" || true

@@ -5,11 +5,14 @@
 //!
 //! The plain listener takes HTTP/1.1 and h2c and the TLS one offers h2 and http/1.1, as
 //! blueshift's do. `BARE_CLIENT_LIMITS=1` also gives client connections blueshift's settings
-//! (pipelining, a timeout on every read and write, keep-alive).
+//! (pipelining, a timeout on every read and write, keep-alive); `BARE_READ_BUFFER=BYTES` gives
+//! the plain listener's connections a read buffer of that size instead of Pingora's 64 KiB
+//! (blueshift's is 4 KiB).
 
 use async_trait::async_trait;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::RunArgs;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::{ProxyHttp, Session};
@@ -65,7 +68,15 @@ fn main() {
         options.h2c = true;
         app.server_options = Some(options);
     }
-    svc.add_tcp(&listen);
+    match std::env::var("BARE_READ_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(bytes) => svc.add_listener(
+            ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().read(bytes)),
+        ),
+        None => svc.add_tcp(&listen),
+    }
     let tls: Vec<String> = std::env::args().skip(3).collect();
     if let [addr, cert, key] = tls.as_slice() {
         let mut settings = TlsSettings::intermediate(cert, key).expect("TLS settings");
