@@ -18,7 +18,7 @@ for v in A B; do
   [ $v = B ] && { bin=$B; port=$((BS_PORT + 102)); }
   admin=$((port + 1))
   BS_PORT=$port BS_ADMIN=$admin bs_policy >"$WORK/policy-$v.yaml"
-  RUST_LOG=error "$bin" serve -p "$WORK/policy-$v.yaml" & PIDS+=($!)
+  RUST_LOG=error "$bin" serve -p "$WORK/policy-$v.yaml" --pingora-conf "$BS_PINGORA_CONF" & PIDS+=($!)
   PID[$v]=$!; PORT[$v]=$port
   wait_port "$port"
 done

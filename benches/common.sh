@@ -11,6 +11,10 @@ BS_ADMIN=${BS_ADMIN:-19901}
 NGINX_PORT=${NGINX_PORT:-18081}
 HAPROXY_PORT=${HAPROXY_PORT:-18082}
 PIDS=()
+# Every proxy here runs one worker, as the nginx and HAProxy it is compared with do: blueshift
+# (one proxy thread per core by default) gets a Pingora conf that says `threads: 1`.
+BS_PINGORA_CONF=${BS_PINGORA_CONF:-$WORK/pingora.yaml}
+[ -e "$BS_PINGORA_CONF" ] || printf 'version: 1\nthreads: 1\n' >"$BS_PINGORA_CONF"
 
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -93,7 +97,7 @@ start_blueshift() {
 start_blueshift_with() {
   local file=$1 port=$2 admin=$3 extra=$4
   { BS_PORT=$port BS_ADMIN=$admin bs_policy "${5:-90}" "${6:-10}"; printf '%s' "$extra"; } >"$file"
-  RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$file" ${BS_PINGORA_CONF:+--pingora-conf "$BS_PINGORA_CONF"} &
+  RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$file" --pingora-conf "$BS_PINGORA_CONF" &
   PIDS+=($!)
   BS_PID_LAST=$!
   wait_port "$port"

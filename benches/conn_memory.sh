@@ -42,14 +42,14 @@ rss_per_connection() {
   kill $pid; wait $pid 2>/dev/null || true
   echo "RSS, $name: $((before / 1024)) MiB idle, $((after / 1024)) MiB with $N idle connections: $(( (after - before) / N )) KiB each"
 }
-RUST_LOG=error rss_per_connection blueshift "$BS_PORT" "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml"
+RUST_LOG=error rss_per_connection blueshift "$BS_PORT" "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF"
 BARE_CLIENT_LIMITS=1 BARE_READ_BUFFER=4096 rss_per_connection "bare Pingora, a 4 KiB read buffer" 18382 \
   "$ROOT/target/release/examples/bare_pingora" 127.0.0.1:18382 "127.0.0.1:$MODEL_PORT"
 BARE_CLIENT_LIMITS=1 rss_per_connection "bare Pingora, its 64 KiB read buffer" 18382 \
   "$ROOT/target/release/examples/bare_pingora" 127.0.0.1:18382 "127.0.0.1:$MODEL_PORT"
 
 # 2. The same under heaptrack: what is live at the peak, by allocation site.
-RUST_LOG=error heaptrack -o "$WORK/heap" "$ROOT/target/profile/release/blueshift" serve -p "$WORK/policy.yaml" >/dev/null 2>&1 & HT=$!
+RUST_LOG=error heaptrack -o "$WORK/heap" "$ROOT/target/profile/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF" >/dev/null 2>&1 & HT=$!
 for _ in $(seq 300); do curl -sf "127.0.0.1:$BS_PORT/predict" >/dev/null && break; sleep 0.1; done   # slow to start
 : >"$WORK/held"
 hold_idle "$BS_PORT" "$N" 3 >"$WORK/held" & H=$!

@@ -43,7 +43,7 @@ BARE_M=${BARE_M:-18184}; BARE_TLS=${BARE_TLS:-18447}; BS_TLS=${BS_TLS:-18443}; N
 start_models
 cat "$CERT" "$KEY" >"$WORK/haproxy.pem"
 models_policy "$BS_PORT" "$BS_TLS" >"$WORK/policy.yaml"
-RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" & BS=$!; PIDS+=($BS)
+RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF" & BS=$!; PIDS+=($BS)
 wait_port "$BS_TLS"
 
 # nginx: $1 name, $2 port, $3 TLS port, $4 upstream block extras, $5 location extras.

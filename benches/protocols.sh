@@ -23,7 +23,7 @@ CERT=$ROOT/conf/demo-tls/cert.pem; KEY=$ROOT/conf/demo-tls/key.pem
 
 start_backend
 bs_policy 100 0 | sed "s|^listen: .*|listen: [127.0.0.1:$BS_PORT, {addr: 127.0.0.1:$BS_TLS, tls: {cert: $CERT, key: $KEY}}]|" >"$WORK/policy.yaml"
-RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" &
+RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF" &
 BS=$!; PIDS+=($BS)
 wait_port "$BS_TLS"
 "$ROOT/target/release/examples/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$BLUE_PORT" "127.0.0.1:$BARE_TLS" "$CERT" "$KEY" &

@@ -76,7 +76,7 @@ echo
 echo "== file descriptors: blueshift with ulimit -n 256, 400 idle connections"
 FD_PORT=$((BS_PORT + 7)); FD_ADMIN=$((BS_ADMIN + 7))
 { BS_PORT=$FD_PORT BS_ADMIN=$FD_ADMIN bs_policy 100 0; echo "timeouts: {client_header: 5s}"; } >"$WORK/fd.yaml"
-(ulimit -n 256; exec env RUST_LOG=off "$ROOT/target/release/blueshift" serve -p "$WORK/fd.yaml") &
+(ulimit -n 256; exec env RUST_LOG=off "$ROOT/target/release/blueshift" serve -p "$WORK/fd.yaml" --pingora-conf "$BS_PINGORA_CONF") &
 FD_PID=$!; PIDS+=($FD_PID)
 wait_port "$FD_PORT"
 until curl -sf "127.0.0.1:$FD_ADMIN/status" | grep -q '"healthy": true'; do sleep 0.1; done

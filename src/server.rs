@@ -88,6 +88,12 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // connections: with more requests in flight than that, every release past 128 closed a
     // connection and the next request opened one, ~2,000 connects a second at 256 clients,
     // until the ephemeral ports ran out and clients got 502s.
+    // One proxy thread per core this process may use (its CPU affinity and cgroup quota
+    // included), as nginx's `worker_processes auto`, HAProxy's `nbthread` and Envoy's
+    // `--concurrency` default to; Pingora's own default is one.
+    if !given.iter().any(|k| k == "threads") {
+        conf.threads = std::thread::available_parallelism().map_or(1, usize::from);
+    }
     if !given.iter().any(|k| k == "work_stealing") {
         conf.work_stealing = false;
     }

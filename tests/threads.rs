@@ -1,0 +1,115 @@
+//! The proxy's threads: one per core by default (as nginx's `worker_processes auto`), as many as
+//! a Pingora conf says when it says, and client connections spread over all of them.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::*;
+
+/// Pingora names the threads of a service after it; `comm` keeps 15 bytes, all of these.
+const PROXY_THREAD: &str = "blueshift proxy";
+
+/// The proxy threads of process `pid`, each with the nanoseconds it has run so far.
+fn proxy_threads(pid: u32) -> Vec<u64> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim_end() == PROXY_THREAD {
+            let ran = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+            threads.push(
+                ran.split_whitespace()
+                    .next()
+                    .and_then(|ns| ns.parse().ok())
+                    .unwrap_or(0),
+            );
+        }
+    }
+    threads
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Sends `requests` requests on each of `connections` kept-alive connections at once.
+fn keep_alive_load(p: &Proxy, connections: usize, requests: usize) {
+    let clients: Vec<_> = (0..connections)
+        .map(|_| {
+            let addr = p.addr;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut buf = vec![0u8; 4096];
+                for _ in 0..requests {
+                    s.write_all(b"GET /predict HTTP/1.1\r\nhost: m\r\n\r\n")
+                        .unwrap();
+                    let mut got = Vec::new();
+                    let answered = |got: &[u8]| {
+                        let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                        let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()?;
+                        (got.len() >= end + length).then_some(())
+                    };
+                    while answered(&got).is_none() {
+                        let n = s.read(&mut buf).unwrap();
+                        assert!(n > 0, "the proxy closed a kept-alive connection");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
+#[test]
+fn a_proxy_thread_per_core_by_default_and_connections_use_them_all() {
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(b)], (100, 0), ""));
+    let before = eventually("a proxy thread per core", || {
+        let t = proxy_threads(p.pid());
+        (t.len() == cores()).then_some(t)
+    });
+    // 32 connections, each given to a thread at random: all on one of two is a 2^-31 chance.
+    keep_alive_load(&p, 32, 20);
+    let after = proxy_threads(p.pid());
+    assert_eq!(after.len(), cores());
+    if cores() > 1 {
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            // 640 requests at tens of microseconds each: every thread ran for milliseconds.
+            assert!(
+                a - b > 1_000_000,
+                "proxy thread {i} ran {} ns for 640 requests over 32 connections",
+                a - b
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pingora_conf_sets_the_number_of_proxy_threads() {
+    let mut m = Models::new();
+    let b = m.start("v1");
+    let wanted = cores() + 1;
+    let p = Proxy::start_with(
+        &two_colors(&[m.addr(b)], &[m.addr(b)], (100, 0), ""),
+        &[],
+        Some(&format!("---\nversion: 1\nthreads: {wanted}\n")),
+    );
+    eventually("the proxy threads the conf asks for", || {
+        (proxy_threads(p.pid()).len() == wanted).then_some(())
+    });
+    keep_alive_load(&p, 8, 5);
+    assert_eq!(p.get("/predict", &[]).status, 200);
+}
