@@ -1,13 +1,14 @@
 //! `X-Forwarded-For` and `X-Forwarded-Proto` on every request sent to a model, as nginx's
 //! `$proxy_add_x_forwarded_for` and `$scheme` would set them.
 
-use std::fmt::Write;
+use std::io::Write;
 use std::net::IpAddr;
 
 use pingora_core::Result;
 use pingora_http::RequestHeader;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -22,56 +23,75 @@ pub fn add(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'static str
 fn set(headers: &mut HeaderMap, client: Option<IpAddr>, scheme: &'static str) -> Result<()> {
     headers.reserve(2);
     if let Some(ip) = client {
-        let mut value = String::with_capacity(48);
-        for v in headers.get_all(&X_FORWARDED_FOR) {
-            if let Ok(v) = v.to_str() {
-                value.push_str(v);
-                value.push_str(", ");
-            }
-        }
-        push_ip(&mut value, ip);
-        let value = HeaderValue::try_from(value).map_err(|e| {
+        let mut addr = [0u8; 64];
+        let addr = push_ip(&mut addr, ip);
+        // One lookup for both the chain the request brought and the new value; the value is
+        // built at its exact size, so it becomes the header's bytes without another allocation.
+        let invalid = |e| {
             pingora_core::Error::because(
                 pingora_core::ErrorType::InvalidHTTPHeader,
                 "x-forwarded-for",
                 e,
             )
-        })?;
-        headers.insert(X_FORWARDED_FOR.clone(), value);
+        };
+        match headers.entry(&X_FORWARDED_FOR) {
+            Entry::Vacant(e) => {
+                e.insert(HeaderValue::from_bytes(addr).map_err(invalid)?);
+            }
+            Entry::Occupied(mut e) => {
+                let chain = || e.iter().filter(|v| v.to_str().is_ok());
+                let len = chain().map(|v| v.len() + 2).sum::<usize>() + addr.len();
+                let mut value = Vec::with_capacity(len);
+                for v in chain() {
+                    value.extend_from_slice(v.as_bytes());
+                    value.extend_from_slice(b", ");
+                }
+                value.extend_from_slice(addr);
+                e.insert(HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(invalid)?);
+            }
+        }
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        let proto = match scheme {
+    if let Entry::Vacant(e) = headers.entry(&X_FORWARDED_PROTO) {
+        e.insert(match scheme {
             "https" => HeaderValue::from_static("https"),
             _ => HeaderValue::from_static("http"),
-        };
-        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        });
     }
     Ok(())
 }
 
-/// Writes `ip` as `Display` would; IPv4 digit by digit, which skips the formatting machinery
-/// that costs more than the rest of this header.
-fn push_ip(out: &mut String, ip: IpAddr) {
+/// Writes `ip` into `buf` as `Display` would and returns what it wrote; IPv4 digit by digit,
+/// which skips the formatting machinery that costs more than the rest of this header.
+fn push_ip(buf: &mut [u8; 64], ip: IpAddr) -> &[u8] {
+    let mut n = 0;
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    buf[n] = b'.';
+                    n += 1;
                 }
                 if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
                 }
                 if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
                 }
-                out.push(char::from(b'0' + octet % 10));
+                buf[n] = b'0' + octet % 10;
+                n += 1;
             }
         }
-        // Writing to a String cannot fail.
         IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
+            // At most 45 bytes (`ffff:...:255.255.255.255`); writing to a slice that holds
+            // them cannot fail.
+            let mut rest = &mut buf[..];
+            let _ = write!(rest, "{v6}");
+            n = 64 - rest.len();
         }
     }
+    &buf[..n]
 }
 
 #[cfg(test)]
@@ -85,14 +105,19 @@ mod tests {
         for a in samples {
             for b in samples {
                 let ip = IpAddr::V4(Ipv4Addr::new(a, b, 255 - a, b / 2));
-                let mut s = String::new();
-                push_ip(&mut s, ip);
-                assert_eq!(s, ip.to_string());
+                let mut buf = [0u8; 64];
+                assert_eq!(push_ip(&mut buf, ip), ip.to_string().as_bytes());
             }
         }
-        let mut s = String::new();
-        push_ip(&mut s, IpAddr::V6(Ipv6Addr::LOCALHOST));
-        assert_eq!(s, "::1");
+        let mut buf = [0u8; 64];
+        assert_eq!(push_ip(&mut buf, IpAddr::V6(Ipv6Addr::LOCALHOST)), b"::1");
+        let longest: Ipv6Addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            push_ip(&mut buf, IpAddr::V6(longest)),
+            longest.to_string().as_bytes()
+        );
     }
 
     #[test]
