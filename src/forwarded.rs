@@ -84,8 +84,7 @@ fn push_ip(buf: &mut [u8; 64], ip: IpAddr) -> &[u8] {
             }
         }
         IpAddr::V6(v6) => {
-            // At most 45 bytes (`ffff:...:255.255.255.255`); writing to a slice that holds
-            // them cannot fail.
+            // An IPv6 address is at most 45 bytes written out, so this write cannot fail.
             let mut rest = &mut buf[..];
             let _ = write!(rest, "{v6}");
             n = 64 - rest.len();
