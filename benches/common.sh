@@ -12,7 +12,7 @@ NGINX_PORT=${NGINX_PORT:-18081}
 HAPROXY_PORT=${HAPROXY_PORT:-18082}
 PIDS=()
 # Every proxy here runs one worker, as the nginx and HAProxy it is compared with do: blueshift
-# (one proxy thread per core by default) gets a Pingora conf that says `threads: 1`.
+# gets a Pingora conf that says `threads: 1` (its default too), whatever its default becomes.
 BS_PINGORA_CONF=${BS_PINGORA_CONF:-$WORK/pingora.yaml}
 [ -e "$BS_PINGORA_CONF" ] || printf 'version: 1\nthreads: 1\n' >"$BS_PINGORA_CONF"
 

@@ -88,12 +88,11 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // connections: with more requests in flight than that, every release past 128 closed a
     // connection and the next request opened one, ~2,000 connects a second at 256 clients,
     // until the ephemeral ports ran out and clients got 502s.
-    // One proxy thread per core this process may use (its CPU affinity and cgroup quota
-    // included), as nginx's `worker_processes auto`, HAProxy's `nbthread` and Envoy's
-    // `--concurrency` default to; Pingora's own default is one.
-    if !given.iter().any(|k| k == "threads") {
-        conf.threads = std::thread::available_parallelism().map_or(1, usize::from);
-    }
+    // Pingora's one proxy thread stays the default (`threads` raises it). With more, Pingora
+    // 0.9's upstream pool misses some pooled connections: the idle watcher of a connection can
+    // run on another thread and still hold it when a request takes it, so the request opens a
+    // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998; 381
+    // times in 120k requests with two threads here, never with one).
     if !given.iter().any(|k| k == "work_stealing") {
         conf.work_stealing = false;
     }

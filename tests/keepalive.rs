@@ -123,19 +123,11 @@ fn serve(mut s: TcpStream, when: Cut, bodies: &Mutex<Vec<Vec<u8>>>, dropped: &At
 }
 
 /// blueshift in front of `origin`, with one kept-alive connection to it in the pool.
-///
-/// One proxy thread: the first request's connection goes back to the pool after its answer
-/// reaches the client, and with a second thread the next request can be read before that and
-/// open a connection of its own, which is right for a proxy but not what these tests are about.
 fn proxy_with_a_pooled_connection(origin: &Dropping) -> Proxy {
-    let p = Proxy::start_with(
-        &format!(
-            "listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n",
-            origin.addr
-        ),
-        &[],
-        Some("---\nversion: 1\nthreads: 1\n"),
-    );
+    let p = Proxy::start(&format!(
+        "listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n",
+        origin.addr
+    ));
     assert_eq!(p.get("/warm", &[]).status, 200);
     p
 }
