@@ -88,17 +88,18 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // connections: with more requests in flight than that, every release past 128 closed a
     // connection and the next request opened one, ~2,000 connects a second at 256 clients,
     // until the ephemeral ports ran out and clients got 502s.
-    // Pingora's one proxy thread stays the default (`threads` raises it). With more, Pingora
-    // 0.9's upstream pool misses some pooled connections: the idle watcher of a connection can
-    // run on another thread and still hold it when a request takes it, so the request opens a
-    // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998; 381
-    // times in 120k requests with two threads here, never with one).
     if !given.iter().any(|k| k == "work_stealing") {
         conf.work_stealing = false;
     }
     if !given.iter().any(|k| k == "upstream_keepalive_pool_size") {
         conf.upstream_keepalive_pool_size = UPSTREAM_POOL;
     }
+    // Pingora's one proxy thread stays the default (`threads` raises it). With more, Pingora
+    // 0.9's upstream pool misses some pooled connections: the idle watcher of a connection can
+    // run on another thread and still hold it when a request takes it, so the request opens a
+    // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998; 381
+    // times in 120k requests with two threads here, never with one).
+
     // Pingora keeps accepting for 5 minutes after SIGTERM by default; an edge proxy behind a
     // service manager should stop in seconds, after in-flight requests finish.
     conf.grace_period_seconds.get_or_insert(1);
