@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 
-use log::info;
+use log::{info, warn};
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
@@ -99,6 +99,14 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // run on another thread and still hold it when a request takes it, so the request opens a
     // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998; 381
     // times in 120k requests with two threads here, never with one).
+    if conf.threads > 1 {
+        warn!(
+            "threads: {}: with more than one proxy thread Pingora 0.9 misses some pooled upstream \
+             connections and opens new ones, logging \"failed to acquire reusable stream\" \
+             (cloudflare/pingora#998)",
+            conf.threads
+        );
+    }
 
     // Pingora keeps accepting for 5 minutes after SIGTERM by default; an edge proxy behind a
     // service manager should stop in seconds, after in-flight requests finish.

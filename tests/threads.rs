@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 
 use common::*;
 
@@ -69,31 +70,56 @@ fn keep_alive_load(p: &Proxy, connections: usize, requests: usize) {
     }
 }
 
+/// A proxy in front of one model, with a Pingora conf of that text if given, and its log.
+fn start_logged(m: &Models, conf: Option<&str>) -> (Proxy, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, admin) = ports();
+    let policy = two_colors(&[m.addr(0)], &[m.addr(0)], (100, 0), "");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, fill(&policy, addr, admin)).unwrap();
+    let conf_path = dir.path().join("pingora.yaml");
+    let mut args = Vec::new();
+    if let Some(text) = conf {
+        std::fs::write(&conf_path, text).unwrap();
+        args = vec!["--pingora-conf", conf_path.to_str().unwrap()];
+    }
+    let log = dir.path().join("blueshift.log");
+    let child = Proxy::spawn_logging(&path, &args, &[], std::fs::File::create(&log).unwrap());
+    (Proxy::attach(child, &path, addr, admin, dir), log)
+}
+
+const POOL_WARNING: &str = "cloudflare/pingora#998";
+
 #[test]
 fn one_proxy_thread_by_default() {
     let mut m = Models::new();
-    let b = m.start("v1");
-    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(b)], (100, 0), ""));
+    m.start("v1");
+    let (p, log) = start_logged(&m, None);
     eventually("the proxy thread", || {
         (proxy_threads(p.pid()).len() == 1).then_some(())
     });
     keep_alive_load(&p, 4, 5);
     assert_eq!(proxy_threads(p.pid()).len(), 1);
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!text.contains(POOL_WARNING), "{text}");
 }
 
 #[test]
 fn a_pingora_conf_sets_the_number_of_proxy_threads_and_connections_use_them_all() {
     let mut m = Models::new();
-    let b = m.start("v1");
-    let p = Proxy::start_with(
-        &two_colors(&[m.addr(b)], &[m.addr(b)], (100, 0), ""),
-        &[],
-        Some("---\nversion: 1\nthreads: 3\n"),
-    );
+    m.start("v1");
+    let (p, log) = start_logged(&m, Some("---\nversion: 1\nthreads: 3\n"));
     let before = eventually("the three proxy threads the conf asks for", || {
         let t = proxy_threads(p.pid());
         (t.len() == 3).then_some(t)
     });
+    // The operator is told what more threads cost in Pingora 0.9, once, at start.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warned: Vec<&str> = text.lines().filter(|l| l.contains(POOL_WARNING)).collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains(" WARN ") && warned[0].contains("threads: 3"),
+        "{text}"
+    );
     // 32 connections, each given to a thread at random: one thread left out is a 3 x (2/3)^32
     // chance, about 7 in a million.
     keep_alive_load(&p, 32, 20);
