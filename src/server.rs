@@ -97,8 +97,8 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // Pingora's one proxy thread stays the default (`threads` raises it). With more, Pingora
     // 0.9's upstream pool misses some pooled connections: the idle watcher of a connection can
     // run on another thread and still hold it when a request takes it, so the request opens a
-    // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998; 381
-    // times in 120k requests with two threads here, never with one).
+    // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998;
+    // `benches/threads.sh`: 423 times in 150k requests with two threads, never with one).
     if conf.threads > 1 {
         warn!(
             "threads: {}: with more than one proxy thread Pingora 0.9 misses some pooled upstream \
