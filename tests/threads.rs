@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 
@@ -39,28 +38,11 @@ fn keep_alive_load(p: &Proxy, connections: usize, requests: usize) {
             let addr = p.addr;
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).unwrap();
-                let mut buf = vec![0u8; 4096];
                 for _ in 0..requests {
-                    s.write_all(b"GET /predict HTTP/1.1\r\nhost: m\r\n\r\n")
-                        .unwrap();
-                    let mut got = Vec::new();
-                    let answered = |got: &[u8]| {
-                        let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-                        let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()?;
-                        (got.len() >= end + length).then_some(())
-                    };
-                    while answered(&got).is_none() {
-                        let n = s.read(&mut buf).unwrap();
-                        assert!(n > 0, "the proxy closed a kept-alive connection");
-                        got.extend_from_slice(&buf[..n]);
-                    }
-                    assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
+                    let (r, open) =
+                        exchange(s, b"GET /predict HTTP/1.1\r\nhost: m\r\n\r\n").unwrap();
+                    assert_eq!(r.status, 200, "{r:?}");
+                    s = open.expect("the proxy closed a kept-alive connection");
                 }
             })
         })
@@ -72,20 +54,7 @@ fn keep_alive_load(p: &Proxy, connections: usize, requests: usize) {
 
 /// A proxy in front of one model, with a Pingora conf of that text if given, and its log.
 fn start_logged(m: &Models, conf: Option<&str>) -> (Proxy, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, admin) = ports();
-    let policy = two_colors(&[m.addr(0)], &[m.addr(0)], (100, 0), "");
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(&path, fill(&policy, addr, admin)).unwrap();
-    let conf_path = dir.path().join("pingora.yaml");
-    let mut args = Vec::new();
-    if let Some(text) = conf {
-        std::fs::write(&conf_path, text).unwrap();
-        args = vec!["--pingora-conf", conf_path.to_str().unwrap()];
-    }
-    let log = dir.path().join("blueshift.log");
-    let child = Proxy::spawn_logging(&path, &args, &[], std::fs::File::create(&log).unwrap());
-    (Proxy::attach(child, &path, addr, admin, dir), log)
+    Proxy::start_logged(&two_colors(&[m.addr(0)], &[m.addr(0)], (100, 0), ""), conf)
 }
 
 const POOL_WARNING: &str = "cloudflare/pingora#998";

@@ -138,6 +138,21 @@ impl Proxy {
 
     /// Starts the binary with `policy` and, if given, a Pingora conf of that text.
     pub fn start_with(policy: &str, env: &[(&str, &str)], pingora_conf: Option<&str>) -> Proxy {
+        Self::start_keeping_log(policy, env, pingora_conf, false).0
+    }
+
+    /// [`Proxy::start_with`], with the log (stderr) kept in a file; returns its path too.
+    pub fn start_logged(policy: &str, pingora_conf: Option<&str>) -> (Proxy, PathBuf) {
+        let (p, log) = Self::start_keeping_log(policy, &[], pingora_conf, true);
+        (p, log.unwrap())
+    }
+
+    fn start_keeping_log(
+        policy: &str,
+        env: &[(&str, &str)],
+        pingora_conf: Option<&str>,
+        keep_log: bool,
+    ) -> (Proxy, Option<PathBuf>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("policy.yaml");
         let (addr, admin) = ports();
@@ -150,10 +165,16 @@ impl Proxy {
             std::fs::write(&conf, text).unwrap();
             args = vec!["--pingora-conf", conf.to_str().unwrap()];
         }
-        let child = Proxy::spawn(&path, &args, env);
+        let log = keep_log.then(|| dir.path().join("blueshift.log"));
+        let child = match &log {
+            Some(log) => {
+                Proxy::spawn_logging(&path, &args, env, std::fs::File::create(log).unwrap())
+            }
+            None => Proxy::spawn(&path, &args, env),
+        };
         let mut p = Proxy::attach(child, &path, addr, admin, dir);
         p.tls = tls;
-        p
+        (p, log)
     }
 
     /// Runs the binary on a policy file the caller wrote (with [`ports`] and [`fill`]).
@@ -440,7 +461,7 @@ pub fn request(
 }
 
 /// One request on a kept-alive connection: the response, and the connection if it stays open.
-fn exchange(mut s: TcpStream, req: &[u8]) -> std::io::Result<(Resp, Option<TcpStream>)> {
+pub fn exchange(mut s: TcpStream, req: &[u8]) -> std::io::Result<(Resp, Option<TcpStream>)> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(req)?;
     let mut buf = Vec::new();
