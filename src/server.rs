@@ -82,28 +82,31 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
         }
         None => (ServerConf::default(), Vec::new()),
     };
-    // blueshift's defaults where Pingora's conf (if any) says nothing. Per-thread runtimes
-    // without work stealing: 13% more requests per CPU-second for a proxy whose requests are
-    // short and independent (BENCHMARKS.md). A larger upstream pool than Pingora's 128 idle
-    // connections: with more requests in flight than that, every release past 128 closed a
-    // connection and the next request opened one, ~2,000 connects a second at 256 clients,
-    // until the ephemeral ports ran out and clients got 502s.
+    // blueshift's defaults where Pingora's conf (if any) says nothing. One proxy thread runs as
+    // a single-threaded runtime without work stealing: 13% more requests per CPU-second for a
+    // proxy whose requests are short and independent (BENCHMARKS.md). More threads share one
+    // work-stealing runtime. With separate per-thread runtimes Pingora 0.9's upstream pool misses
+    // pooled connections: the idle watcher of a connection runs on a random thread and can still
+    // hold it when a request on another takes it, so the request opens a new one and Pingora logs
+    // "failed to acquire reusable stream" (cloudflare/pingora#998). In a work-stealing runtime
+    // the watcher is spawned on the thread that released the connection, and tokio queues the
+    // request the watcher wakes on that same thread, behind it (`benches/threads.sh`, two
+    // threads, 150k requests: 365-1,220 misses without stealing, none with it).
+    // A larger upstream pool than Pingora's 128 idle connections: with more requests in flight
+    // than that, every release past 128 closed a connection and the next request opened one,
+    // ~2,000 connects a second at 256 clients, until the ephemeral ports ran out and clients
+    // got 502s.
     if !given.iter().any(|k| k == "work_stealing") {
-        conf.work_stealing = false;
+        conf.work_stealing = conf.threads > 1;
     }
     if !given.iter().any(|k| k == "upstream_keepalive_pool_size") {
         conf.upstream_keepalive_pool_size = UPSTREAM_POOL;
     }
-    // Pingora's one proxy thread stays the default (`threads` raises it). With more, Pingora
-    // 0.9's upstream pool misses some pooled connections: the idle watcher of a connection can
-    // run on another thread and still hold it when a request takes it, so the request opens a
-    // new one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998;
-    // `benches/threads.sh`: 423 times in 150k requests with two threads, never with one).
-    if conf.threads > 1 {
+    if conf.threads > 1 && !conf.work_stealing {
         warn!(
-            "threads: {}: with more than one proxy thread Pingora 0.9 misses some pooled upstream \
+            "threads: {} with work_stealing: false: Pingora 0.9 then misses some pooled upstream \
              connections and opens new ones, logging \"failed to acquire reusable stream\" \
-             (cloudflare/pingora#998)",
+             (cloudflare/pingora#998); leave work_stealing out or set it to true",
             conf.threads
         );
     }
