@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 mod common;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: blueshift::allocator::Mimalloc = blueshift::allocator::Mimalloc;
 
 struct Lean {
     peer: HttpPeer,

@@ -32,6 +32,7 @@
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
 //! - [`logs`]: the process's log, with TCP probes of TLS listeners at debug level.
+//! - [`allocator`]: the global allocator (mimalloc, with plain calls where alignment allows).
 //! - [`gate`]: a deadline on a new connection's first request head (slow clients).
 //! - [`tls`]: listeners' certificate pairs (loaded, checked, swapped live) and upstream CAs.
 //! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
@@ -41,6 +42,7 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod allocator;
 pub mod cli;
 pub mod client;
 pub mod context;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 // `system-alloc` feature keeps glibc's, for heap profilers (benches/conn_memory.sh).
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: blueshift::allocator::Mimalloc = blueshift::allocator::Mimalloc;
 
 /// A programmable edge load balancer for shipping new ML models.
 #[derive(Parser)]
