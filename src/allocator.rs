@@ -1,14 +1,15 @@
 //! The global allocator: mimalloc, asked for memory the way it is fastest.
 //!
 //! The `mimalloc` crate passes every allocation through `mi_malloc_aligned`, alignment and all.
-//! mimalloc 3 serves an aligned request of up to 1 KiB from its free list when the next free
-//! block happens to be aligned, and otherwise checks whether the size's block class is a power
-//! of two; when it is not (a 13 KB future, a header map, a 1.5 KiB buffer), it over-allocates
-//! by the alignment and marks the page, and freeing the block then costs more too. Pingora
-//! makes about 18 such allocations per proxied request. An alignment of 16 or less, not larger
-//! than the size, is what plain `mi_malloc` guarantees anyway (its block sizes from 16 bytes up
-//! are multiples of 16, and the 8-byte blocks are 8-aligned), so those go there; only larger
-//! alignments (tokio's cache-padded tasks and channels, 128) take the aligned call.
+//! mimalloc 3 serves an aligned request of up to 1 KiB from its free list when the next free block
+//! happens to be aligned, and otherwise checks whether the size's block class is a power of two;
+//! when it is not (a 13 KB future, a header map, a 1.5 KiB buffer), it over-allocates by the
+//! alignment and marks the page, and freeing the block then costs more too. 18 of the 82
+//! allocations of a proxied request took that slower path, at ~200 instructions each
+//! (BENCHMARKS.md). An alignment of 16 or less, not larger than the size, is what plain
+//! `mi_malloc` guarantees anyway (its block sizes from 16 bytes up are multiples of 16, and the
+//! 8-byte blocks are 8-aligned), so those go there; only larger alignments (tokio's cache-padded
+//! tasks and channels, 128) take the aligned call.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;

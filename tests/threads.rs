@@ -88,7 +88,7 @@ fn a_pingora_conf_sets_the_number_of_proxy_threads_and_connections_use_them_all(
     });
     // 32 connections at once, 640 requests: the threads steal work from each other, and the
     // connections each request releases to the pool are taken again without a miss (with a
-    // runtime per thread, Pingora 0.9 missed about one in a hundred: `benches/threads.sh`).
+    // runtime per thread, Pingora 0.9 missed up to one in a hundred: `benches/threads.sh`).
     keep_alive_load(&p, 32, 20);
     let after = proxy_threads(p.pid());
     assert_eq!(after.len(), 3);
