@@ -28,33 +28,37 @@ fn plain(size: usize, align: usize) -> bool {
     align <= PLAIN_ALIGN && align <= size
 }
 
+/// A new block for `layout`: from `plain_call` where [`plain`] holds, else from `aligned_call`.
+#[inline]
+unsafe fn new_block(
+    layout: Layout,
+    plain_call: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned_call: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    let (size, align) = (layout.size(), layout.align());
+    // SAFETY: mimalloc's C API, called with a size and a power-of-two alignment.
+    unsafe {
+        if plain(size, align) {
+            plain_call(size).cast()
+        } else {
+            aligned_call(size, align).cast()
+        }
+    }
+}
+
 // SAFETY: every block comes from mimalloc and goes back to it; a pointer is either null or
 // aligned as the layout asks (plain calls only where `plain` holds, aligned calls otherwise).
 unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        // SAFETY: mimalloc's C API, called with a size and a power-of-two alignment.
-        unsafe {
-            if plain(size, align) {
-                mi::mi_malloc(size).cast()
-            } else {
-                mi::mi_malloc_aligned(size, align).cast()
-            }
-        }
+        // SAFETY: see `new_block`.
+        unsafe { new_block(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let (size, align) = (layout.size(), layout.align());
-        // SAFETY: as in `alloc`.
-        unsafe {
-            if plain(size, align) {
-                mi::mi_zalloc(size).cast()
-            } else {
-                mi::mi_zalloc_aligned(size, align).cast()
-            }
-        }
+        // SAFETY: see `new_block`.
+        unsafe { new_block(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
     #[inline]
