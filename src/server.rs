@@ -92,13 +92,13 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // the watcher is spawned on the thread that released the connection, and tokio queues the
     // request the watcher wakes on that same thread, behind it (`benches/threads.sh`, two
     // threads, 150k requests: 365-1,220 misses without stealing, none with it).
+    if !given.iter().any(|k| k == "work_stealing") {
+        conf.work_stealing = conf.threads > 1;
+    }
     // A larger upstream pool than Pingora's 128 idle connections: with more requests in flight
     // than that, every release past 128 closed a connection and the next request opened one,
     // ~2,000 connects a second at 256 clients, until the ephemeral ports ran out and clients
     // got 502s.
-    if !given.iter().any(|k| k == "work_stealing") {
-        conf.work_stealing = conf.threads > 1;
-    }
     if !given.iter().any(|k| k == "upstream_keepalive_pool_size") {
         conf.upstream_keepalive_pool_size = UPSTREAM_POOL;
     }

@@ -166,12 +166,11 @@ impl Proxy {
             args = vec!["--pingora-conf", conf.to_str().unwrap()];
         }
         let log = keep_log.then(|| dir.path().join("blueshift.log"));
-        let child = match &log {
-            Some(log) => {
-                Proxy::spawn_logging(&path, &args, env, std::fs::File::create(log).unwrap())
-            }
-            None => Proxy::spawn(&path, &args, env),
+        let stderr = match &log {
+            Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
+            None => Stdio::null(),
         };
+        let child = Proxy::spawn_logging(&path, &args, env, stderr);
         let mut p = Proxy::attach(child, &path, addr, admin, dir);
         p.tls = tls;
         (p, log)
