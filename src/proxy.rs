@@ -332,12 +332,8 @@ impl ProxyHttp for Blueshift {
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
-        // A client that hangs up mid-request is not blueshift's error; the metrics count it.
-        retry::client_gone(e)
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            )
+        // A client that hangs up or cancels is not blueshift's error; the metrics count it.
+        retry::client_left(e)
     }
 
     // ---- fail_to_proxy: a short plain-text reason -----------------------------------------

@@ -43,6 +43,20 @@ pub fn client_gone(error: &Error) -> bool {
     error.esource() == &ErrorSource::Downstream
 }
 
+/// Whether `error` is the client's own connection or stream ending: it closed the connection,
+/// a read or write on it failed, or it reset or cancelled its HTTP/2 stream (routine for gRPC
+/// deadlines and users who stop a stream). The metrics count these; nginx logs them at info.
+pub fn client_left(error: &Error) -> bool {
+    client_gone(error)
+        && matches!(
+            error.etype(),
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::H2Error
+        )
+}
+
 /// The rule, for `error` on `attempt`.
 pub fn decide(error: &Error, attempt: Attempt) -> Retry {
     if client_gone(error) {
@@ -156,6 +170,29 @@ mod tests {
             ),
             Retry::No
         );
+    }
+
+    #[test]
+    fn a_client_that_left_is_told_from_other_errors() {
+        for etype in [
+            ErrorType::ConnectionClosed,
+            ErrorType::ReadError,
+            ErrorType::WriteError,
+            ErrorType::H2Error,
+        ] {
+            assert!(client_left(&err(ErrorSource::Downstream, etype.clone())));
+            // The same failure towards the model is the model's side.
+            assert!(!client_left(&err(ErrorSource::Upstream, etype)));
+        }
+        // A client too slow, or a request Pingora refused, is still worth a line.
+        assert!(!client_left(&err(
+            ErrorSource::Downstream,
+            ErrorType::ReadTimedout
+        )));
+        assert!(!client_left(&err(
+            ErrorSource::Downstream,
+            ErrorType::InvalidHTTPHeader
+        )));
     }
 
     #[test]

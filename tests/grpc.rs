@@ -107,10 +107,11 @@ fn internal_answers_roll_the_candidate_back_whatever_the_http_status() {
 fn streams_the_client_cancels_are_not_the_models_errors() {
     // A client that stops a token stream (gRPC cancel, RST_STREAM) ends the call with no
     // status from the model: CANCELLED, as the client sees it, not UNKNOWN, and not held
-    // against the model. Its INTERNAL answers afterwards still are.
+    // against the model, nor logged as blueshift's error (cancelling is routine: deadlines, users
+    // who stop a stream). Its INTERNAL answers afterwards still are.
     let (blue, mut green) = (PyServer::grpc("v1", None), PyServer::grpc("v2", None));
     let extra = "rollback: {min_requests: 5, max_error_rate: 0.05}\n";
-    let p = Proxy::start(&grpc_policy(&[&blue], &[&green], (0, 100), extra));
+    let (p, log) = Proxy::start_logged(&grpc_policy(&[&blue], &[&green], (0, 100), extra), None);
     let target = p.addr.to_string();
     let cancelled = grpc_client(&target, "cancel", 5, &[]);
     assert!(
@@ -120,6 +121,8 @@ fn streams_the_client_cancels_are_not_the_models_errors() {
         "{cancelled:?}"
     );
     p.wait_metrics(&["blueshift_grpc_responses_total{code=\"CANCELLED\",color=\"green\"} 5"]);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("ERROR"), "{logged}");
     let metrics = p.metrics();
     assert!(
         !metrics.contains("code=\"UNKNOWN\",color=\"green\""),

@@ -378,7 +378,7 @@ fn clients_that_hang_up_are_not_held_against_the_model() {
     }
     let extra = "rollback:\n  max_error_rate: 0.05\n  max_p99_latency: 10s\n  window: 30s\n  min_requests: 5\n";
     let green = [m.addr(g1), m.addr(g2)];
-    let p = Proxy::start(&two_colors(&[m.addr(b)], &green, (0, 100), extra));
+    let (p, log) = Proxy::start_logged(&two_colors(&[m.addr(b)], &green, (0, 100), extra), None);
     let predictions =
         || m.servers[g1].controls.predictions() + m.servers[g2].controls.predictions();
     for _ in 0..6 {
@@ -402,6 +402,9 @@ fn clients_that_hang_up_are_not_held_against_the_model() {
         "a request of a client gone was sent again"
     );
     assert!(!rolled_back(&p.status()), "{}", p.status());
+    // Counted, and not logged as blueshift's error.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("ERROR"), "{logged}");
 
     // Now the model fails: the judge sees its errors among requests that include the 10.
     for g in [g1, g2] {
