@@ -46,6 +46,19 @@ impl Bucket {
             shadow: ShadowCounts::default(),
         }
     }
+
+    /// One finished request: its error, latency and, if it was inspected, what its answer said.
+    fn add(&mut self, error: bool, latency: Duration, answer: Option<&AnswerCounts>) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.requests += 1;
+        self.errors += u64::from(error);
+        self.latency.saturating_record(micros);
+        if let Some(a) = answer {
+            self.answers.add(a);
+        }
+    }
 }
 
 /// Width of one slot of in-flight requests.
@@ -153,22 +166,14 @@ impl Outcomes {
 
     /// Records one finished live request, and what its answer said if it was inspected.
     pub fn record(&self, error: bool, latency: Duration, answer: Option<&AnswerCounts>) {
-        self.lock().progress.requests += 1;
-        self.record_mirrored(error, latency, answer);
+        let mut w = self.lock();
+        w.progress.requests += 1;
+        w.current.add(error, latency, answer);
     }
 
     /// Records a mirrored request: judged like a live one, but not a live request of a step.
     pub fn record_mirrored(&self, error: bool, latency: Duration, answer: Option<&AnswerCounts>) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let mut w = self.lock();
-        w.current.requests += 1;
-        w.current.errors += u64::from(error);
-        w.current.latency.saturating_record(micros);
-        if let Some(a) = answer {
-            w.current.answers.add(a);
-        }
+        self.lock().current.add(error, latency, answer);
     }
 
     /// Counts mirrors of this (shadow) color: sent, compared, failed or skipped.
