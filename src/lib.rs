@@ -31,7 +31,7 @@
 //! - [`history`]: the last five minutes per color, one point a second, for the page.
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`server`]: wiring the services into a Pingora server.
-//! - [`logs`]: the process's log, with TCP probes of TLS listeners at debug level.
+//! - [`logs`]: the process's log, with clients that leave a TLS handshake at debug level.
 //! - [`allocator`]: the global allocator (mimalloc, with plain calls where alignment allows).
 //! - [`gate`]: a deadline on a new connection's first request head (slow clients).
 //! - [`tls`]: listeners' certificate pairs (loaded, checked, swapped live) and upstream CAs.

@@ -234,8 +234,9 @@ fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
 #[test]
 fn a_tcp_probe_of_a_tls_listener_is_a_debug_line_and_real_handshake_failures_stay_errors() {
     // Load balancers' TCP health checks and Kubernetes' tcpSocket probes connect to the TLS port
-    // and close before any TLS, every few seconds from every node: not an error. A client that
-    // speaks plain HTTP to the TLS port is one.
+    // and close before any TLS, every few seconds from every node, some with a reset: not an
+    // error, nor is any other client that resets mid-handshake. A client that speaks plain HTTP
+    // to the TLS port is one.
     let mut m = Models::new();
     let b = m.start("v1");
     let dir = tempfile::tempdir().unwrap();
@@ -258,30 +259,33 @@ fn a_tcp_probe_of_a_tls_listener_is_a_debug_line_and_real_handshake_failures_sta
     eventually("the TLS listener", || TcpStream::connect(tls).ok())
         .shutdown(std::net::Shutdown::Both)
         .unwrap();
+    // Closed with a reset (SO_LINGER 0) before any TLS.
+    let reset = socket2::Socket::from(TcpStream::connect(tls).unwrap());
+    reset.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(reset);
     let mut plain = TcpStream::connect(tls).unwrap();
     plain
         .write_all(b"GET / HTTP/1.1\r\nhost: m\r\n\r\n")
         .unwrap();
 
-    let lines = eventually("both handshakes in the log", || {
+    let lines = eventually("the three handshakes in the log", || {
         let text = std::fs::read_to_string(&log).ok()?;
         let failed: Vec<String> = text
             .lines()
             .filter(|l| l.contains("Downstream handshake error"))
             .map(str::to_owned)
             .collect();
-        (failed.len() >= 2).then_some(failed)
+        (failed.len() >= 3).then_some(failed)
     });
-    let probes: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.ends_with("tls handshake eof"))
-        .collect();
-    assert!(!probes.is_empty(), "{lines:#?}");
+    let left = |l: &&String| l.ends_with("tls handshake eof") || l.ends_with("(os error 104)");
+    let probes: Vec<&String> = lines.iter().filter(left).collect();
+    assert!(
+        probes.iter().any(|l| l.ends_with("tls handshake eof"))
+            && probes.iter().any(|l| l.ends_with("(os error 104)")),
+        "{lines:#?}"
+    );
     assert!(probes.iter().all(|l| l.contains(" DEBUG ")), "{lines:#?}");
-    let real: Vec<&String> = lines
-        .iter()
-        .filter(|l| !l.ends_with("tls handshake eof"))
-        .collect();
+    let real: Vec<&String> = lines.iter().filter(|l| !left(l)).collect();
     assert!(!real.is_empty(), "{lines:#?}");
     assert!(real.iter().all(|l| l.contains(" ERROR ")), "{lines:#?}");
 }
