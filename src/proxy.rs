@@ -333,7 +333,7 @@ impl ProxyHttp for Blueshift {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
         // A client that hangs up or cancels is not blueshift's error; the metrics count it.
-        retry::client_left(e)
+        retry::client_hung_up(e)
     }
 
     // ---- fail_to_proxy: a short plain-text reason -----------------------------------------

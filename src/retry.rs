@@ -43,10 +43,11 @@ pub fn client_gone(error: &Error) -> bool {
     error.esource() == &ErrorSource::Downstream
 }
 
-/// Whether `error` is the client's own connection or stream ending: it closed the connection,
-/// a read or write on it failed, or it reset or cancelled its HTTP/2 stream (routine for gRPC
-/// deadlines and users who stop a stream). The metrics count these; nginx logs them at info.
-pub fn client_left(error: &Error) -> bool {
+/// Whether `error` is the client hanging up, the part of [`client_gone`] that is not worth a log
+/// line: it closed the connection, a read or write on it failed, or it reset or cancelled its
+/// HTTP/2 stream (routine for gRPC deadlines and users who stop a stream). The metrics count
+/// these; nginx logs them at info.
+pub fn client_hung_up(error: &Error) -> bool {
     client_gone(error)
         && matches!(
             error.etype(),
@@ -173,23 +174,23 @@ mod tests {
     }
 
     #[test]
-    fn a_client_that_left_is_told_from_other_errors() {
+    fn a_client_that_hung_up_is_told_from_other_errors() {
         for etype in [
             ErrorType::ConnectionClosed,
             ErrorType::ReadError,
             ErrorType::WriteError,
             ErrorType::H2Error,
         ] {
-            assert!(client_left(&err(ErrorSource::Downstream, etype.clone())));
+            assert!(client_hung_up(&err(ErrorSource::Downstream, etype.clone())));
             // The same failure towards the model is the model's side.
-            assert!(!client_left(&err(ErrorSource::Upstream, etype)));
+            assert!(!client_hung_up(&err(ErrorSource::Upstream, etype)));
         }
         // A client too slow, or a request Pingora refused, is still worth a line.
-        assert!(!client_left(&err(
+        assert!(!client_hung_up(&err(
             ErrorSource::Downstream,
             ErrorType::ReadTimedout
         )));
-        assert!(!client_left(&err(
+        assert!(!client_hung_up(&err(
             ErrorSource::Downstream,
             ErrorType::InvalidHTTPHeader
         )));
