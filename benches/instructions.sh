@@ -20,6 +20,8 @@
 # sse, h2 and close run nginx tuned for model traffic, blueshift and bare Pingora in front of the
 # model server, as benches/models.sh does.
 #
+# TINY_HEADER='cookie: blueshift=blue' sends a header with each tiny request (there: a client
+# that keeps blueshift's affinity cookie, as a browser does, and so gets no Set-Cookie).
 # KEEP=DIR keeps the callgrind files, for `callgrind_annotate --inclusive=yes DIR/FILE`.
 source "$(dirname "$0")/common.sh"
 N=${1:-4000}
@@ -36,7 +38,7 @@ mkdir -p "$OUT" "$WORK/proxy/logs"
 load_tiny() {
   local n=500
   [ "$2" = count ] && n=$N
-  h2load --h1 -n "$n" -c 32 "http://127.0.0.1:$1/predict" | awk '/^requests:/ {print $8}'
+  h2load --h1 -n "$n" -c 32 ${TINY_HEADER:+-H "$TINY_HEADER"} "http://127.0.0.1:$1/predict" | awk '/^requests:/ {print $8}'
 }
 load_sse() {
   local clients=10 secs=2

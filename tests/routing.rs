@@ -416,6 +416,26 @@ fn the_model_sees_who_asked_in_x_forwarded_for_and_proto() {
 }
 
 #[test]
+fn an_empty_content_length_is_not_forwarded_on_get() {
+    let mut m = Models::new();
+    let (b, g) = (m.start("v1"), m.start("v2"));
+    let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (50, 50), ""));
+    // `common::request` sends `content-length: 0` with every request.
+    let seen = |method| {
+        let r = request(p.addr, method, "/headers", &[], b"").unwrap();
+        assert_eq!(r.status, 200, "{method}: {}", r.body);
+        r.body.to_lowercase()
+    };
+    let get = seen("GET");
+    assert!(!get.contains("content-length"), "{get}");
+    assert!(get.contains("x-forwarded-for: 127.0.0.1\r\n"), "{get}");
+    let post = seen("POST");
+    assert!(post.contains("content-length: 0\r\n"), "{post}");
+    let plain = p.get("/headers", &[]).body.to_lowercase();
+    assert!(!plain.contains("content-length"), "{plain}");
+}
+
+#[test]
 fn upstream_connections_are_reused_with_hundreds_of_requests_in_flight() {
     two_bursts_reuse_upstream_connections(None);
     // A Pingora conf that does not mention the pool (here: only threads) keeps blueshift's.
