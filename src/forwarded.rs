@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use pingora_core::Result;
 use pingora_http::RequestHeader;
+use pingora_proxy::Session;
 
 use bytes::Bytes;
 use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
@@ -18,6 +19,16 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 /// edited as a plain map ([`crate::headers`]).
 pub fn add(req: &mut RequestHeader, client: Option<IpAddr>, scheme: &'static str) -> Result<()> {
     crate::headers::edit_request(req, |headers| set(headers, client, scheme))
+}
+
+/// The client's address and the scheme it used, as `add` takes them.
+pub fn who_asked(session: &Session) -> (Option<IpAddr>, &'static str) {
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    (client, if tls { "https" } else { "http" })
 }
 
 fn set(headers: &mut HeaderMap, client: Option<IpAddr>, scheme: &'static str) -> Result<()> {

@@ -31,8 +31,7 @@ const UNKNOWN: u8 = 2;
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/grpc"))
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The `grpc-status` in these headers or trailers, if any (unknown numbers read as UNKNOWN).

@@ -413,6 +413,21 @@ fn the_model_sees_who_asked_in_x_forwarded_for_and_proto() {
     );
     assert!(head.contains("x-forwarded-proto: https\r\n"), "{head}");
     assert_eq!(head.matches("x-forwarded-for").count(), 1, "{head}");
+    // A request retried on another backend after a refused connect is sent with one address.
+    let p = Proxy::start(&two_colors(
+        &[dead_addr(), m.addr(b)],
+        &[m.addr(g)],
+        (100, 0),
+        BLIND,
+    ));
+    for i in 0..20 {
+        let head = p.get("/headers", &[]).body.to_lowercase();
+        assert_eq!(
+            head.matches("x-forwarded-for: 127.0.0.1\r\n").count(),
+            1,
+            "request {i}: {head}"
+        );
+    }
 }
 
 #[test]
