@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use blueshift::health::Status;
 use blueshift::outcomes::Outcomes;
-use blueshift::proxy::routing_inputs;
-use blueshift::split::decide;
+use blueshift::split::{decide, inputs};
 use blueshift::state::{self, Control, ReloadView, Snapshot, StateName};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora_http::RequestHeader;
@@ -70,7 +69,7 @@ fn request(cookie: Option<&str>, session: Option<&str>) -> RequestHeader {
 
 /// What `request_filter` + `upstream_peer` do for one request, with the proxy's own functions.
 fn decision(snap: &Snapshot, req: &RequestHeader, r: u32) -> usize {
-    let input = routing_inputs(req, &snap.policy);
+    let input = inputs(req, &snap.policy);
     let color = decide(&snap.table, input, r).unwrap().color();
     let backend = snap.colors[color].pick(&[], r).unwrap();
     color + backend.weight as usize
@@ -82,6 +81,25 @@ fn bench(c: &mut Criterion) {
     let pinned = request(Some("_ga=GA1.2.3; blueshift=green; theme=dark"), None);
     let garbage = request(Some("blueshift=%%%zz; other=1"), None);
     let hashed = request(None, Some("user-4711"));
+    // A browser's head: a dozen more headers before the cookie.
+    let mut browser = request(None, None);
+    for (k, v) in [
+        ("accept", "application/json, text/plain, */*"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("origin", "https://app.example.com"),
+        ("referer", "https://app.example.com/chat"),
+        ("sec-fetch-dest", "empty"),
+        ("sec-fetch-mode", "cors"),
+        ("sec-fetch-site", "same-site"),
+        ("sec-ch-ua-platform", "\"Linux\""),
+        ("sec-ch-ua-mobile", "?0"),
+        ("priority", "u=1, i"),
+        ("authorization", "Bearer abc.def.ghi"),
+        ("cookie", "_ga=GA1.2.3; blueshift=green; theme=dark"),
+    ] {
+        browser.append_header(k, v).unwrap();
+    }
     let mut r = 0u32;
     let mut run = |name: &str, req: &RequestHeader| {
         c.bench_function(name, |b| {
@@ -95,6 +113,7 @@ fn bench(c: &mut Criterion) {
     run("decision/pinned_cookie", &pinned);
     run("decision/garbage_cookie", &garbage);
     run("decision/header_hash", &hashed);
+    run("decision/browser_cookie", &browser);
 }
 
 criterion_group!(benches, bench);

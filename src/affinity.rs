@@ -20,7 +20,8 @@ pub fn find<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
         .find_map(|header| find_in(header.as_bytes(), name.as_bytes()))
 }
 
-fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+/// The value of cookie `name` in one `Cookie` header's bytes.
+pub fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|b| *b == b';').find_map(|pair| {
         let (k, v) = split_once(pair, b'=')?;
         (k.trim_ascii() == name).then(|| v.trim_ascii())

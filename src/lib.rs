@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`policy`]: the YAML policy: `file` mirrors it, the module root holds validated types.
-//! - [`split`]: pure color choice (weights, header hashing, cookie pins, overrides).
+//! - [`split`]: pure color choice (what a request brings, weights, header hashing, cookie pins,
+//!   overrides).
 //! - [`affinity`]: the affinity cookie, read and written.
 //! - [`state`]: the [`state::Snapshot`] the request path reads, behind one `ArcSwap`.
 //! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99, answers).

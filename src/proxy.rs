@@ -24,7 +24,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::context::Ctx;
-use crate::policy::{LatencyMode, Policy};
+use crate::policy::LatencyMode;
 use crate::quality::Tap;
 use crate::retry::{self, Retry};
 use crate::shadow::{Draft, Mirrors};
@@ -102,7 +102,7 @@ impl ProxyHttp for Blueshift {
         };
         let req = session.req_header();
         let affinity = p.affinity.as_ref();
-        let input = routing_inputs(req, p);
+        let input = split::inputs(req, p);
         let decision = split::decide(&snap.table, input, fastrand::u32(..));
         match decision {
             Ok(d) => {
@@ -392,18 +392,5 @@ impl ProxyHttp for Blueshift {
                 elapsed.as_secs_f64() * 1000.0
             );
         }
-    }
-}
-
-/// What a request brings that the split looks at: override, affinity cookie, session header.
-pub fn routing_inputs<'a>(req: &'a RequestHeader, p: &Policy) -> split::Inputs<'a> {
-    let affinity = p.affinity.as_ref();
-    let header = |h: Option<&HeaderName>| h.and_then(|h| req.headers.get(h)).map(|v| v.as_bytes());
-    split::Inputs {
-        override_color: header(p.override_header.as_ref()),
-        cookie: affinity
-            .and_then(|a| a.cookie.as_deref())
-            .and_then(|name| crate::affinity::find(req, name)),
-        session_key: header(affinity.and_then(|a| a.header.as_ref())),
     }
 }

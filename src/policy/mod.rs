@@ -1,6 +1,6 @@
 //! The routing policy: validated types the rest of blueshift works with.
 //!
-//! `file` mirrors the YAML; [`Policy::parse`] turns it into these types or into every problem
+//! `file` mirrors the YAML; [`parse`] turns it into these types or into every problem
 //! the file has, each with the `line:column` it was found at. Nothing downstream of this module
 //! sees a raw string from the file.
 
