@@ -1,13 +1,13 @@
 //! The Pingora `ProxyHttp`: one section per phase a request passes through.
 //!
 //! `early_request_filter` loads the snapshot and sets the client connection's limits;
-//! `request_filter` checks the framing, picks the color and adds `X-Forwarded-For`/`-Proto`;
-//! `upstream_peer` picks a backend of it, falling back to another backend and then to the
-//! stable color when connects fail; `upstream_request_filter` tidies the copy of the head that
-//! goes upstream (and hands it to a mirror); `upstream_response_filter` labels
-//! the response, pins the session and, with quality gates, puts a tap on the answer;
-//! `upstream_response_body_filter` notes the first byte and feeds the tap as chunks pass;
-//! `logging` counts, and reads what the answer said.
+//! `request_filter` checks the framing, picks the color and adds `X-Forwarded-For`/`-Proto`
+//! (HTTP/1); `upstream_peer` picks a backend of it, falling back to another backend and then to
+//! the stable color when connects fail; `upstream_request_filter` tidies the copy of the head
+//! that goes upstream (adds the two for HTTP/2) and hands it to a mirror;
+//! `upstream_response_filter` labels the response, pins the session and, with quality gates,
+//! puts a tap on the answer; `upstream_response_body_filter` notes the first byte and feeds the
+//! tap as chunks pass; `logging` counts, and reads what the answer said.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,10 +112,13 @@ impl ProxyHttp for Blueshift {
                 ctx.assign =
                     matches!(d, Decision::New(_)) && affinity.is_some_and(|a| a.cookie.is_some());
                 ctx.mirror = Draft::choose(snap, d.color(), req);
-                let (client, scheme) = forwarded::who_asked(session);
-                // On the client's head, before Pingora copies it for each attempt: the copy then
-                // has no header-case map to clone (~570 instructions a request).
-                forwarded::add(session.req_header_mut(), client, scheme)?;
+                if !session.is_http2() {
+                    // On an HTTP/1 client's head, before Pingora copies it for each attempt: the
+                    // copy then has no header-case map to clone (~570 instructions a request).
+                    // An HTTP/2 head has none, and gets them on the copy (more copies there).
+                    let (client, scheme) = forwarded::who_asked(session);
+                    forwarded::add(session.req_header_mut(), client, scheme)?;
+                }
                 if head.expects_continue {
                     session.write_continue_response().await?;
                 }
@@ -217,15 +220,19 @@ impl ProxyHttp for Blueshift {
         e
     }
 
-    // ---- upstream_request_filter: tidy the copy that goes upstream -------------------------
+    // ---- upstream_request_filter: tidy the copy that goes upstream, say who asked (HTTP/2) --
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         framing::tidy(req, ctx.head);
+        if session.is_http2() {
+            let (client, scheme) = forwarded::who_asked(session);
+            forwarded::add(req, client, scheme)?;
+        }
         if let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) {
             // The copy is of what the serving model gets, X-Forwarded-For included.
             draft.start(req, snap.policy.mirroring.max_body);

@@ -83,12 +83,16 @@ fn the_tls_listener_speaks_http2_and_http1_by_alpn_to_curl() {
     assert_eq!(h2, "2 200 blue");
     let h1 = stdout(&e.curl_tls(&["--http1.1", "-o", "/dev/null", "-w", fmt], "/predict"));
     assert_eq!(h1, "1.1 200 blue");
-    // The model learns the client came over TLS.
-    let seen = stdout(&e.curl_tls(&["--http2"], "/headers"));
-    assert!(
-        seen.to_lowercase().contains("x-forwarded-proto: https"),
-        "{seen}"
-    );
+    // The model learns who asked, and that it came over TLS, once, over either version.
+    for version in ["--http2", "--http1.1"] {
+        let seen = stdout(&e.curl_tls(&[version], "/headers")).to_lowercase();
+        assert!(seen.contains("x-forwarded-proto: https\r\n"), "{seen}");
+        let xff = seen.matches("x-forwarded-for").count();
+        assert!(
+            seen.contains("x-forwarded-for: 127.0.0.1\r\n") && xff == 1,
+            "{seen}"
+        );
+    }
     // TLS 1.2 is offered too; and an untrusted client gets a handshake failure, not a hang.
     let tls12 = e.curl_tls(
         &[
@@ -150,6 +154,14 @@ fn a_plain_listener_takes_http2_with_prior_knowledge() {
         &url,
     ]));
     assert_eq!(out, "1.1 200", "HTTP/1.1 on the same port");
+    let headers = format!("http://{}/headers", e.p.addr);
+    let seen = stdout(&curl(&["--http2-prior-knowledge", &headers])).to_lowercase();
+    assert!(seen.contains("x-forwarded-proto: http\r\n"), "{seen}");
+    assert_eq!(
+        seen.matches("x-forwarded-for: 127.0.0.1\r\n").count(),
+        1,
+        "{seen}"
+    );
 }
 
 #[test]
