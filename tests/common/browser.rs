@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -30,6 +30,35 @@ fn chromium() -> PathBuf {
     panic!("no Chromium on PATH: `make test` installs Debian's chromium, or set CHROMIUM");
 }
 
+/// Waits for Chromium to write the port it chose and the browser's WebSocket path. Started
+/// while its ~350 MB are not in the page cache, beside two other tests' browsers on two cores,
+/// it once took longer than [`super::DEADLINE`] in CI, so the wait is a minute; a browser that
+/// exits says why (its stderr) instead.
+fn devtools_endpoint(child: &mut Child, profile: &Path) -> String {
+    let (active, start) = (profile.join("DevToolsActivePort"), Instant::now());
+    let stderr = || std::fs::read_to_string(profile.join("stderr")).unwrap_or_default();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&active) {
+            let mut lines = text.lines();
+            if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                return format!("ws://127.0.0.1:{port}{path}");
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "Chromium exited ({status}) before it listened: {}",
+                stderr()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Chromium wrote no DevTools port in 60 s: {}",
+            stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One headless browser with one tab.
 pub struct Browser {
     child: Child,
@@ -43,7 +72,7 @@ impl Browser {
     /// Starts Chromium at `width`x`height` and opens a tab on `url`.
     pub fn open(url: &str, width: u32, height: u32) -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let child = Command::new(chromium())
+        let mut child = Command::new(chromium())
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -59,17 +88,10 @@ impl Browser {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(profile.path().join("stderr")).unwrap())
             .spawn()
             .expect("start chromium");
-        // Chromium writes the port it chose and the browser's WebSocket path here.
-        let active = profile.path().join("DevToolsActivePort");
-        let endpoint = eventually("Chromium's DevTools port", || {
-            let text = std::fs::read_to_string(&active).ok()?;
-            let mut lines = text.lines();
-            let (port, path) = (lines.next()?, lines.next()?);
-            Some(format!("ws://127.0.0.1:{port}{path}"))
-        });
+        let endpoint = devtools_endpoint(&mut child, profile.path());
         let (ws, _) = tungstenite::connect(endpoint.as_str()).expect("connect to DevTools");
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
             s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
