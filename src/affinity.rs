@@ -6,22 +6,14 @@
 use cookie::{Cookie, SameSite};
 
 use http::HeaderValue;
-use pingora_http::RequestHeader;
 
-/// The value of cookie `name` in the request's `Cookie` headers, if present.
+/// The value of cookie `name` in one `Cookie` header's bytes, if present ([`crate::split::inputs`]
+/// looks in each of a request's `Cookie` headers in turn).
 ///
 /// A byte scan of RFC 6265's `name=value; name=value` rather than the `cookie` crate's full
 /// parser: the request path only needs one value, and this is ~5x faster. Bytes that are not
 /// UTF-8 or not a cookie simply never match a color, so garbage is re-assigned, never fatal.
-pub fn find<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .find_map(|header| find_in(header.as_bytes(), name.as_bytes()))
-}
-
-/// The value of cookie `name` in one `Cookie` header's bytes.
-pub fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+pub fn find<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|b| *b == b';').find_map(|pair| {
         let (k, v) = split_once(pair, b'=')?;
         (k.trim_ascii() == name).then(|| v.trim_ascii())
@@ -51,42 +43,27 @@ pub fn set_cookie(name: &str, color: &str, max_age: std::time::Duration) -> Head
 mod tests {
     use super::*;
 
-    fn req(cookies: &[&[u8]]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        for c in cookies {
-            r.append_header("cookie", HeaderValue::from_bytes(c).unwrap())
-                .unwrap();
-        }
-        r
-    }
-
     #[test]
     fn finds_the_cookie_among_others() {
-        let r = req(&[b"a=1; blueshift=green; b=2"]);
-        assert_eq!(find(&r, "blueshift"), Some(&b"green"[..]));
-    }
-
-    #[test]
-    fn finds_the_cookie_in_a_second_header() {
-        let r = req(&[b"session=abc", b"blueshift=blue"]);
-        assert_eq!(find(&r, "blueshift"), Some(&b"blue"[..]));
+        assert_eq!(
+            find(b"a=1; blueshift=green; b=2", b"blueshift"),
+            Some(&b"green"[..])
+        );
     }
 
     #[test]
     fn missing_or_unreadable_cookies_are_none() {
-        assert_eq!(find(&req(&[]), "blueshift"), None);
-        assert_eq!(find(&req(&[b"other=1"]), "blueshift"), None);
-        assert_eq!(find(&req(&[b"\xffblueshift=green"]), "blueshift"), None);
-        assert_eq!(find(&req(&[b"xblueshift=green"]), "blueshift"), None);
-        assert_eq!(find(&req(&[b";;;==;"]), "blueshift"), None);
+        assert_eq!(find(b"", b"blueshift"), None);
+        assert_eq!(find(b"other=1", b"blueshift"), None);
+        assert_eq!(find(b"\xffblueshift=green", b"blueshift"), None);
+        assert_eq!(find(b"xblueshift=green", b"blueshift"), None);
+        assert_eq!(find(b";;;==;", b"blueshift"), None);
     }
 
     #[test]
     fn garbage_values_come_back_verbatim_for_the_split_to_reject() {
-        let r = req(&[b"blueshift=%%%zz"]);
-        assert_eq!(find(&r, "blueshift"), Some(&b"%%%zz"[..]));
-        let r = req(&[b"blueshift="]);
-        assert_eq!(find(&r, "blueshift"), Some(&b""[..]));
+        assert_eq!(find(b"blueshift=%%%zz", b"blueshift"), Some(&b"%%%zz"[..]));
+        assert_eq!(find(b"blueshift=", b"blueshift"), Some(&b""[..]));
     }
 
     #[test]

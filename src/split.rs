@@ -93,7 +93,7 @@ pub fn inputs<'a>(req: &'a RequestHeader, p: &Policy) -> Inputs<'a> {
             input.session_key.get_or_insert(v);
         }
         if let (true, Some(c), None) = (name == http::header::COOKIE, cookie, input.cookie) {
-            input.cookie = crate::affinity::find_in(v, c.as_bytes());
+            input.cookie = crate::affinity::find(v, c.as_bytes());
         }
     }
     input

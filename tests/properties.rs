@@ -234,13 +234,10 @@ proptest! {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         pairs.insert(at.index(pairs.len() + 1), format!(" bs_color = {value} "));
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("cookie", pairs.join(";")).unwrap();
-        prop_assert_eq!(affinity::find(&req, "bs_color"), Some(value.as_bytes()));
+        let header = pairs.join(";");
+        prop_assert_eq!(affinity::find(header.as_bytes(), b"bs_color"), Some(value.as_bytes()));
         // Whatever else a client sends, the reader answers.
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("cookie", garbage).unwrap();
-        let _ = affinity::find(&req, "bs_color");
+        let _ = affinity::find(garbage.as_bytes(), b"bs_color");
     }
 
     #[test]
