@@ -46,13 +46,22 @@ pub fn dead_addr() -> SocketAddr {
 }
 
 /// Polls `f` until it returns `Some`, or panics after [`DEADLINE`] with `what`.
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_within(DEADLINE, || format!("timed out waiting for {what}"), f)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `deadline` with what `why` says then.
+pub fn eventually_within<T>(
+    deadline: Duration,
+    why: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        assert!(start.elapsed() < deadline, "{}", why());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
