@@ -153,7 +153,10 @@ fn unwatched() -> (
     let (b, g) = (m.start("v1"), m.start("v2"));
     let (addr, admin) = ports();
     let dir = tempfile::tempdir().unwrap();
-    let real_dir = tempfile::tempdir().unwrap().keep();
+    // A subdirectory: the watch on the policy's directory does not reach into it, and it goes
+    // with the proxy's directory when the test ends.
+    let real_dir = dir.path().join("elsewhere");
+    std::fs::create_dir(&real_dir).unwrap();
     let real = real_dir.join("real.yaml");
     let (ba, ga) = (m.addr(b), m.addr(g));
     let text = move |split| fill(&two_colors(&[ba], &[ga], split, ""), addr, admin);

@@ -12,6 +12,8 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vtc");
 
 fn run(script: &PathBuf) -> Result<(), String> {
     let (proxy, admin) = (common::free_port(), common::free_port());
+    // varnishtest's work directory and start.sh's policy files go in here, and go with it.
+    let tmp = tempfile::tempdir().unwrap();
     let out = Command::new("varnishtest")
         .args(["-t", "60", "-v"])
         .arg(format!("-Dstart={DIR}/start.sh"))
@@ -21,6 +23,7 @@ fn run(script: &PathBuf) -> Result<(), String> {
         .env("BLUESHIFT", env!("CARGO_BIN_EXE_blueshift"))
         .env("PROXY_PORT", proxy.to_string())
         .env("ADMIN_PORT", admin.to_string())
+        .env("TMPDIR", tmp.path())
         .output()
         .expect("varnishtest is installed by `make test` (Debian package varnish)");
     match out.status.success() {

@@ -4,7 +4,7 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -82,6 +82,9 @@ impl Browser {
                 &format!("--window-size={width},{height}"),
                 "about:blank",
             ])
+            // Chromium's singleton socket directory, which a killed Chromium leaves behind,
+            // goes in the profile, which is removed with the browser.
+            .env("TMPDIR", profile.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(profile.path().join("stderr")).unwrap())
@@ -194,7 +197,19 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Asks Chromium to close, so that it ends its helper processes before its profile is
+    /// removed (killed, it leaves them writing into it); kills it if it has not exited in 10 s.
     fn drop(&mut self) {
+        let close = json!({ "id": self.next + 1, "method": "Browser.close" });
+        if self.ws.send(Message::text(close.to_string())).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
