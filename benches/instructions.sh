@@ -7,7 +7,7 @@
 # checks and admin API tick by the clock, not per request, and valgrind's ~50x slowdown makes
 # each request pay ~50x its real share of them).
 #
-#   benches/instructions.sh [N] [tiny|sse|h2|close]     (default 4000 tiny; ~1-2 minutes each)
+#   benches/instructions.sh [N] [tiny|sse|h2|close|wait]     (default 4000 tiny; ~1-2 minutes each)
 #
 # Workloads:
 #   tiny  N tiny requests (h2load --h1 -c32) through nginx (weighted upstream, keep-alive,
@@ -17,7 +17,9 @@
 #   sse   token streams, per event: 20 clients read 40-event streams for 4 s (examples/sse_load)
 #   h2    N requests over HTTP/2 and TLS, 8 connections x 10 streams (h2load), handshakes included
 #   close a new connection per request: 16 clients for 4 s (examples/conn_load), accept to close
-# sse, h2 and close run nginx tuned for model traffic, blueshift and bare Pingora in front of the
+#   wait  N requests to a 50 ms model from 500 keep-alive clients (h2load --h1; WAIT_CLIENTS
+#         changes the count): the per-request cost when many connections wait at once
+# sse, h2, close and wait run nginx tuned for model traffic, blueshift and bare Pingora in front of the
 # model server, as benches/models.sh does.
 #
 # TINY_HEADER='cookie: blueshift=blue' sends a header with each tiny request (there: a client
@@ -50,6 +52,11 @@ load_h2() {
   local n=400
   [ "$2" = count ] && n=$N
   h2load -n "$n" -c 8 -m 10 "https://localhost:$1/predict" | awk '/^requests:/ {print $8}'
+}
+load_wait() {
+  local n=1000
+  [ "$2" = count ] && n=$N
+  h2load --h1 -n "$n" -c "${WAIT_CLIENTS:-500}" "http://127.0.0.1:$1/predict?delay=50" | awk '/^requests:/ {print $8}'
 }
 load_close() {
   local secs=2
@@ -124,6 +131,7 @@ else
   case $LOAD in
     sse) WHAT="20 token streams for 4 s" ;;
     close) WHAT="16 clients, a new connection per request, for 4 s" ;;
+    wait) WHAT="h2load --h1 -c${WAIT_CLIENTS:-500} to a 50 ms model, $N requests" ;;
     *) WHAT="h2load -c8 -m10 over TLS, $N requests" ;;
   esac
   WHAT="nginx tuned for model traffic; $WHAT"

@@ -86,7 +86,8 @@ worker() { pgrep -P "$(cat "$WORK/$1/nginx.pid")" | head -1; }
 declare -A PID=([blueshift]=$BS [nginx-default]=$(worker nginx-default) [nginx-tuned]=$(worker nginx-tuned) [haproxy]=$(cat "$WORK/haproxy-m.pid") [bare-pingora]=$BARE)
 declare -A PORT=([direct]=$MODEL_PORT [blueshift]=$BS_PORT [nginx-default]=$NGINX_DEF [nginx-tuned]=$NGINX_TUNED [haproxy]=$HAPROXY_M [bare-pingora]=$BARE_M)
 declare -A TLSP=([blueshift]=$BS_TLS [nginx-default]=$NGINX_DEF_TLS [nginx-tuned]=$NGINX_TUNED_TLS [haproxy]=$HAPROXY_TLS [bare-pingora]=$BARE_TLS)
-cpu() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+# The process's CPU ticks so far, "user system".
+cpu() { [ -n "${1:-}" ] && awk '{print $14, $15}' "/proc/$1/stat" || echo 0 0; }
 rss() { [ -n "${1:-}" ] && awk '/^VmRSS/ {print $2}' "/proc/$1/status" || echo 0; }
 
 # JSON bodies of the two sizes, and wrk's script that posts one.
@@ -167,11 +168,11 @@ for row in "${ROWS[@]}"; do
       peak="$WORK/peak"; echo 0 >"$peak"
       ( while sleep 0.25; do r=$(rss "$pid"); [ "$r" -gt "$(cat "$peak")" ] && echo "$r" >"$peak"; done ) 2>/dev/null &
       sampler=$!
-      c0=$(cpu "$pid")
+      read -r u0 s0 < <(cpu "$pid")
       line=$(run "$row" "$t")
-      c1=$(cpu "$pid")
+      read -r u1 s1 < <(cpu "$pid")
       kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
-      echo "$row $round $t $((c1 - c0)) $(cat "$peak") $line" >>"$RESULTS"
+      echo "$row $round $t $((u1 - u0)):$((s1 - s0)) $(cat "$peak") $line" >>"$RESULTS"
       echo "$row round=$round $t: $line" >&2
     done
   done

@@ -3,7 +3,10 @@ blueshift compares with nginx tuned for model traffic. blueshift meets a row whe
 and p99 (on token streams also its time to first token) are within 0.05 ms of tuned nginx's, its
 throughput is at least 98% of tuned nginx's and it had no errors. Lines of the results file:
 
-    row round target cpu_ticks peak_rss_kib units rate p50_ms p99_ms errors [ttft50_ms ttft99_ms]
+    row round target user_ticks:system_ticks peak_rss_kib units rate p50_ms p99_ms errors [ttft50_ms ttft99_ms]
+
+The CPU column is the proxy's CPU time per request (or event), and in brackets the part of it
+spent in the proxy's own code (user time); the rest is the kernel's, on the proxy's behalf.
 """
 import statistics as st
 import sys
@@ -31,10 +34,13 @@ def main(path, tck):
                 continue
             f = lambda i: st.median(float(r[i]) for r in rs)
             units = f(5)
+            ticks = lambda r, user_only: sum(map(int, r[3].split(":")[: 1 if user_only else 2]))
+            per_unit = lambda user_only: st.median(
+                ticks(r, user_only) / tck * 1000 / max(float(r[5]), 1) for r in rs
+            )
             med[(row, t)] = {
-                "cpu_ms": st.median(
-                    int(r[3]) / tck * 1000 / max(float(r[5]), 1) for r in rs
-                ),
+                "cpu_ms": per_unit(False),
+                "user_ms": per_unit(True),
                 "rss": f(4) / 1024,
                 "rate": f(6),
                 "p50": f(7),
@@ -45,7 +51,7 @@ def main(path, tck):
                 "units": units,
             }
     print("| workload | target | added p50 | added p99 | first token p50 / p99 added | "
-          "throughput | errors | CPU ms/req | peak RSS MiB | throughput vs nginx tuned |")
+          "throughput | errors | CPU ms/req (user) | peak RSS MiB | throughput vs nginx tuned |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in ORDER:
         direct = med.get((row, "direct"))
@@ -79,7 +85,7 @@ def main(path, tck):
             lat = "whole" if not base and t != "direct" else ""
             print(f"| {LABEL[row]} | {t} | {add('p50'):.2f} ms{' ' + lat if lat else ''} | "
                   f"{add('p99'):.2f} ms | {first} | {m['rate']:,.0f} {unit} | {m['errors']} | "
-                  f"{m['cpu_ms']:.3f} | {m['rss']:.1f} | {verdict} |")
+                  f"{m['cpu_ms']:.3f} ({m['user_ms']:.3f}) | {m['rss']:.1f} | {verdict} |")
 
 
 if __name__ == "__main__":
