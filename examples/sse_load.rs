@@ -3,8 +3,10 @@
 //! connection for `SECS` seconds, and for every event compare when it arrived with when the model
 //! server wrote it (the `: sent=<µs>` comment before it; same machine, same clock). The clients
 //! start spread evenly over the first second, as independent users would. Prints one
-//! JSON line: streams and events read, errors, and p50/p99 of the delay each event got and of
-//! the time to the first event (time to first token).
+//! JSON line: streams and events read, errors, and p50/p99 of the delay each event got, of the
+//! time to the first event (time to first token), of the time to the answer's head, of the time
+//! from the head to the first event (0 when they arrive in one read), and of the first event's
+//! time split at its stamp: from the request's write to the model, and from the model back.
 //!
 //!   cargo run --release --example sse_load -- HOST:PORT PATH C SECS
 
@@ -21,6 +23,40 @@ struct Tally {
     errors: u64,
 }
 
+/// In µs: each event's delay; per stream the first event's time, the head's, between them, and
+/// the first event's time before and after the model stamped it.
+struct Times {
+    delay: Histogram<u64>,
+    ttft: Histogram<u64>,
+    head: Histogram<u64>,
+    head_to_first: Histogram<u64>,
+    to_model: Histogram<u64>,
+    from_model: Histogram<u64>,
+}
+
+impl Times {
+    fn new() -> Times {
+        let h = || Histogram::new(3).unwrap();
+        Times {
+            delay: h(),
+            ttft: h(),
+            head: h(),
+            head_to_first: h(),
+            to_model: h(),
+            from_model: h(),
+        }
+    }
+
+    fn add(&mut self, o: &Times) {
+        self.delay.add(&o.delay).unwrap();
+        self.ttft.add(&o.ttft).unwrap();
+        self.head.add(&o.head).unwrap();
+        self.head_to_first.add(&o.head_to_first).unwrap();
+        self.to_model.add(&o.to_model).unwrap();
+        self.from_model.add(&o.from_model).unwrap();
+    }
+}
+
 fn micros_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -31,14 +67,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Reads one chunked response; records each event's delay and the first event's time.
-async fn one(
-    s: &mut TcpStream,
-    req: &[u8],
-    delay: &mut Histogram<u64>,
-    ttft: &mut Histogram<u64>,
-) -> Result<u64, String> {
-    let start = Instant::now();
+/// Reads one chunked response; records each event's delay, the first event's time and the head's.
+async fn one(s: &mut TcpStream, req: &[u8], times: &mut Times) -> Result<u64, String> {
+    let (start, wrote) = (Instant::now(), micros_now());
     s.write_all(req).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut tmp = [0u8; 16 * 1024];
@@ -60,6 +91,8 @@ async fn one(
             head.lines().next().unwrap_or("")
         ));
     }
+    let head_at = start.elapsed();
+    let _ = times.head.record(head_at.as_micros().max(1) as u64);
     buf.drain(..body_at);
     // The body: chunk sizes, and inside the data the `: sent=` stamps, scanned as bytes arrive.
     let (mut data, mut events, mut first) = (Vec::new(), 0u64, true);
@@ -87,9 +120,14 @@ async fn one(
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .ok_or("bad stamp")?;
-            let _ = delay.record(micros_now().saturating_sub(sent).max(1));
+            let now = micros_now();
+            let _ = times.delay.record(now.saturating_sub(sent).max(1));
             if first {
-                let _ = ttft.record(start.elapsed().as_micros().max(1) as u64);
+                let _ = times.to_model.record(sent.saturating_sub(wrote));
+                let _ = times.from_model.record(now.saturating_sub(sent));
+                let at = start.elapsed();
+                let _ = times.ttft.record(at.as_micros().max(1) as u64);
+                let _ = times.head_to_first.record((at - head_at).as_micros() as u64);
                 first = false;
             }
             events += 1;
@@ -108,12 +146,11 @@ async fn client(
     req: Vec<u8>,
     start: Duration,
     until: Instant,
-) -> (Tally, Histogram<u64>, Histogram<u64>) {
+) -> (Tally, Times) {
     // Independent users do not start in step: client i starts i/C of a second in.
     tokio::time::sleep(start).await;
     let mut t = Tally::default();
-    let mut delay = Histogram::new(3).unwrap();
-    let mut ttft = Histogram::new(3).unwrap();
+    let mut times = Times::new();
     let mut conn: Option<TcpStream> = None;
     while Instant::now() < until {
         let s = match conn.as_mut() {
@@ -130,7 +167,7 @@ async fn client(
                 }
             },
         };
-        match one(s, &req, &mut delay, &mut ttft).await {
+        match one(s, &req, &mut times).await {
             Ok(n) => {
                 t.streams += 1;
                 t.events += n;
@@ -141,7 +178,7 @@ async fn client(
             }
         }
     }
-    (t, delay, ttft)
+    (t, times)
 }
 
 fn main() {
@@ -158,36 +195,37 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (t, delay, ttft) = rt.block_on(async {
+    let (t, times) = rt.block_on(async {
         let tasks: Vec<_> = (0..c)
             .map(|i| {
                 let start = Duration::from_secs(1) * i as u32 / c as u32;
                 tokio::spawn(client(addr.clone(), req.clone(), start, until))
             })
             .collect();
-        let mut all = (
-            Tally::default(),
-            Histogram::new(3).unwrap(),
-            Histogram::new(3).unwrap(),
-        );
+        let mut all = (Tally::default(), Times::new());
         for task in tasks {
-            let (t, d, f) = task.await.unwrap();
+            let (t, times) = task.await.unwrap();
             all.0.streams += t.streams;
             all.0.events += t.events;
             all.0.errors += t.errors;
-            all.1.add(&d).unwrap();
-            all.2.add(&f).unwrap();
+            all.1.add(&times);
         }
         all
     });
     println!(
-        "{{\"streams\":{},\"events\":{},\"errors\":{},\"delay_p50_us\":{},\"delay_p99_us\":{},\"ttft_p50_us\":{},\"ttft_p99_us\":{}}}",
+        "{{\"streams\":{},\"events\":{},\"errors\":{},\"delay_p50_us\":{},\"delay_p99_us\":{},\"ttft_p50_us\":{},\"ttft_p99_us\":{},\"head_p50_us\":{},\"head_p99_us\":{},\"head_to_first_p50_us\":{},\"head_to_first_p99_us\":{},\"to_model_p50_us\":{},\"from_model_p50_us\":{}}}",
         t.streams,
         t.events,
         t.errors,
-        delay.value_at_quantile(0.5),
-        delay.value_at_quantile(0.99),
-        ttft.value_at_quantile(0.5),
-        ttft.value_at_quantile(0.99)
+        times.delay.value_at_quantile(0.5),
+        times.delay.value_at_quantile(0.99),
+        times.ttft.value_at_quantile(0.5),
+        times.ttft.value_at_quantile(0.99),
+        times.head.value_at_quantile(0.5),
+        times.head.value_at_quantile(0.99),
+        times.head_to_first.value_at_quantile(0.5),
+        times.head_to_first.value_at_quantile(0.99),
+        times.to_model.value_at_quantile(0.5),
+        times.from_model.value_at_quantile(0.5)
     );
 }
