@@ -127,7 +127,9 @@ async fn one(s: &mut TcpStream, req: &[u8], times: &mut Times) -> Result<u64, St
                 let _ = times.from_model.record(now.saturating_sub(sent));
                 let at = start.elapsed();
                 let _ = times.ttft.record(at.as_micros().max(1) as u64);
-                let _ = times.head_to_first.record((at - head_at).as_micros() as u64);
+                let _ = times
+                    .head_to_first
+                    .record((at - head_at).as_micros() as u64);
                 first = false;
             }
             events += 1;
@@ -141,12 +143,7 @@ async fn one(s: &mut TcpStream, req: &[u8], times: &mut Times) -> Result<u64, St
     }
 }
 
-async fn client(
-    addr: String,
-    req: Vec<u8>,
-    start: Duration,
-    until: Instant,
-) -> (Tally, Times) {
+async fn client(addr: String, req: Vec<u8>, start: Duration, until: Instant) -> (Tally, Times) {
     // Independent users do not start in step: client i starts i/C of a second in.
     tokio::time::sleep(start).await;
     let mut t = Tally::default();
