@@ -25,6 +25,9 @@
 # TINY_HEADER='cookie: blueshift=blue' sends a header with each tiny request (there: a client
 # that keeps blueshift's affinity cookie, as a browser does, and so gets no Set-Cookie).
 # KEEP=DIR keeps the callgrind files, for `callgrind_annotate --inclusive=yes DIR/FILE`.
+# CACHE_SIM=1 also simulates the CPU's caches (callgrind --cache-sim=yes: 32 KiB L1 for code and
+# for data) and adds the proxy thread's L1 misses per unit, code (I1) and data read (D1), to the
+# table: where a proxy's time per instruction goes up, this is where it shows.
 source "$(dirname "$0")/common.sh"
 N=${1:-4000}
 LOAD=${2:-tiny}
@@ -77,7 +80,7 @@ SCHEME=http
 count() {
   local name=$1 port=$2
   shift 2
-  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$OUT/$name.%p" "$@" 2>"$WORK/$name.valgrind" &
+  valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --separate-threads=yes --callgrind-out-file="$OUT/$name.%p" "$@" 2>"$WORK/$name.valgrind" &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 600); do
@@ -99,7 +102,9 @@ count() {
   wait "$pid" 2>/dev/null || true
   [ "${done:-0}" -gt 0 ] || { echo "$name: the $LOAD load failed" >&2; exit 1; }
   [ -n "$TIMED" ] || [ "$done" = "$N" ] || { echo "$name: $done of $N requests succeeded" >&2; exit 1; }
-  echo "$name $done $(awk '/^totals:/ {t += $2; if ($2 > m) m = $2} END {print m, t}' "${files[@]}")"
+  # The busiest thread's instructions (and, with CACHE_SIM, its I1 and D1 read misses), the
+  # process's instructions.
+  echo "$name $done $(awk '/^totals:/ {t += $2; if ($2 > m) {m = $2; i = $5; d = $6}} END {print m, t, i + 0, d + 0}' "${files[@]}")"
 }
 
 if [ "$LOAD" = tiny ]; then
@@ -142,10 +147,16 @@ echo "## Instructions per $UNIT (callgrind), $WHAT ($(date -u +%F))"
 echo
 python3 - "$WORK/totals" "$UNIT" <<'PY'
 import sys
-rows = {name: (int(n), int(thread), int(process)) for name, n, thread, process in map(str.split, open(sys.argv[1]))}
-per = {k: (t / n, p / n) for k, (n, t, p) in rows.items()}
-print(f"| target | proxy thread: instructions / {sys.argv[2]} | vs nginx | vs bare Pingora | whole process |")
-print("| --- | --- | --- | --- | --- |")
-for k, (t, p) in per.items():
-    print(f"| {k} | {t:,.0f} | {t / per['nginx'][0]:.2f}x | {t / per['bare-pingora'][0]:.2f}x | {p:,.0f} |")
+rows = {name: [int(v) for v in rest] for name, *rest in map(str.split, open(sys.argv[1]))}
+per = {k: [v / n for v in vs] for k, (n, *vs) in rows.items()}
+cache = any(v[2] for v in per.values())
+unit = sys.argv[2]
+head = f"| target | proxy thread: instructions / {unit} | vs nginx | vs bare Pingora | whole process |"
+print(head + (f" L1 code misses / {unit} | L1 data read misses / {unit} |" if cache else ""))
+print("| --- " * (9 if cache else 5) + "|")
+for k, (t, p, i1, d1) in per.items():
+    line = f"| {k} | {t:,.0f} | {t / per['nginx'][0]:.2f}x | {t / per['bare-pingora'][0]:.2f}x | {p:,.0f} |"
+    if cache:
+        line += f" {i1:,.0f} ({i1 / per['bare-pingora'][2]:.2f}x bare) | {d1:,.0f} ({d1 / per['bare-pingora'][3]:.2f}x bare) |"
+    print(line)
 PY
