@@ -7,7 +7,7 @@
 # checks and admin API tick by the clock, not per request, and valgrind's ~50x slowdown makes
 # each request pay ~50x its real share of them).
 #
-#   benches/instructions.sh [N] [tiny|sse|h2|close|wait]     (default 4000 tiny; ~1-2 minutes each)
+#   benches/instructions.sh [N] [tiny|sse|h2|close|wait]   (default 4000 tiny; ~1-2 minutes each)
 #
 # Workloads:
 #   tiny  N tiny requests (h2load --h1 -c32) through nginx (weighted upstream, keep-alive,
@@ -19,8 +19,8 @@
 #   close a new connection per request: 16 clients for 4 s (examples/conn_load), accept to close
 #   wait  N requests to a 50 ms model from 500 keep-alive clients (h2load --h1; WAIT_CLIENTS
 #         changes the count): the per-request cost when many connections wait at once
-# sse, h2, close and wait run nginx tuned for model traffic, blueshift and bare Pingora in front of the
-# model server, as benches/models.sh does.
+# sse, h2, close and wait run nginx tuned for model traffic, blueshift and bare Pingora in front
+# of the model server, as benches/models.sh does.
 #
 # TINY_HEADER='cookie: blueshift=blue' sends a header with each tiny request (there: a client
 # that keeps blueshift's affinity cookie, as a browser does, and so gets no Set-Cookie).

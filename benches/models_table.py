@@ -5,8 +5,9 @@ throughput is at least 98% of tuned nginx's and it had no errors. Lines of the r
 
     row round target user_ticks:system_ticks peak_rss_kib units rate p50_ms p99_ms errors [ttft50_ms ttft99_ms]
 
-The CPU column is the proxy's CPU time per request (or event), and in brackets the part of it
-spent in the proxy's own code (user time); the rest is the kernel's, on the proxy's behalf.
+The CPU column is the proxy's CPU time per request (per stream on the token row), and in
+brackets the part of it spent in the proxy's own code (user time); the rest is the kernel's, on
+the proxy's behalf.
 """
 import statistics as st
 import sys
