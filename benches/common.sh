@@ -249,3 +249,11 @@ http {
 }
 EOF
 }
+
+# models_nginx_conf's nginx, started: its pid joins PIDS, and it listens on $2 when this returns.
+start_models_nginx() {
+  models_nginx_conf "$@"
+  nginx -p "$WORK/$1" -c "$WORK/$1/nginx.conf"
+  PIDS+=("$(cat "$WORK/$1/nginx.pid")")
+  wait_port "$2"
+}

@@ -17,12 +17,10 @@ BS_P=18580 BS_TLS_P=18583 NGINX_P=18581 NGINX_TLS_P=18584 BARE_P=18582 BARE_TLS_
 start_models
 BS_ADMIN=18586 models_policy "$BS_P" "$BS_TLS_P" >"$WORK/policy.yaml"
 RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF" & PIDS+=($!)
-models_nginx_conf nginx-tuned "$NGINX_P" "$NGINX_TLS_P" "$TUNED_UPSTREAM" "$TUNED_LOCATION"
-nginx -p "$WORK/nginx-tuned" -c "$WORK/nginx-tuned/nginx.conf"
-PIDS+=("$(cat "$WORK/nginx-tuned/nginx.pid")")
+start_models_nginx nginx-tuned "$NGINX_P" "$NGINX_TLS_P" "$TUNED_UPSTREAM" "$TUNED_LOCATION"
 BARE_CLIENT_LIMITS=1 RUST_LOG=error "$ROOT/target/release/examples/bare_pingora" "127.0.0.1:$BARE_P" \
   "127.0.0.1:$MODEL_PORT" "127.0.0.1:$BARE_TLS_P" "$CERT" "$KEY" & PIDS+=($!)
-for p in "$BS_P" "$NGINX_P" "$BARE_P"; do wait_port "$p"; done
+for p in "$BS_P" "$BARE_P"; do wait_port "$p"; done
 # The first stream through each proxy opens its upstream connection: not part of what is timed.
 for p in "$MODEL_PORT" "$BS_P" "$NGINX_P" "$BARE_P"; do
   curl -sf -o /dev/null "http://127.0.0.1:$p/stream?events=2&gap=1"

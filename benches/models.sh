@@ -46,15 +46,9 @@ models_policy "$BS_PORT" "$BS_TLS" >"$WORK/policy.yaml"
 RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF" & BS=$!; PIDS+=($BS)
 wait_port "$BS_TLS"
 
-# nginx: $1 name, $2 port, $3 TLS port, $4 upstream block extras, $5 location extras.
-nginx_conf() {
-  models_nginx_conf "$@"
-  nginx -p "$WORK/$1" -c "$WORK/$1/nginx.conf"
-  PIDS+=("$(cat "$WORK/$1/nginx.pid")")
-  wait_port "$2"
-}
-nginx_conf nginx-default "$NGINX_DEF" "$NGINX_DEF_TLS" "" ""
-nginx_conf nginx-tuned "$NGINX_TUNED" "$NGINX_TUNED_TLS" "$TUNED_UPSTREAM" "$TUNED_LOCATION"
+# nginx: name, port, TLS port, upstream block extras, location extras.
+start_models_nginx nginx-default "$NGINX_DEF" "$NGINX_DEF_TLS" "" ""
+start_models_nginx nginx-tuned "$NGINX_TUNED" "$NGINX_TUNED_TLS" "$TUNED_UPSTREAM" "$TUNED_LOCATION"
 
 cat >"$WORK/haproxy-m.cfg" <<EOF
 global
