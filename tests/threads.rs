@@ -1,7 +1,9 @@
 //! The proxy's threads: one by default, as many as a Pingora conf says when it says, client
 //! connections spread over all of them, and pooled upstream connections reused across them
 //! (with more than one thread blueshift runs one work-stealing runtime, where Pingora 0.9's
-//! pool does not miss connections as it does with a runtime per thread; see `src/server.rs`).
+//! pool does not miss connections as it does with a runtime per thread; see `src/server.rs`),
+//! and timeouts on tokio's timer wheel rather than Pingora's own timer thread unless the conf
+//! asks for it.
 
 mod common;
 
@@ -124,4 +126,44 @@ fn more_threads_without_work_stealing_are_warned_about_once() {
             && warned[0].contains("threads: 3 with work_stealing: false"),
         "{text}"
     );
+}
+
+/// The thread Pingora starts for its own ("fast") timers the first time one is set.
+const FAST_TIMER_THREAD: &str = "Timer thread";
+
+/// The names of process `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap_or_default())
+        .map(|comm| comm.trim_end().to_owned())
+        .collect()
+}
+
+#[test]
+fn timeouts_run_on_tokios_timer_wheel_by_default() {
+    let mut m = Models::new();
+    m.start("v1");
+    let (p, _log) = start_logged(&m, None);
+    // Every kept-alive connection waits under the client timeouts, and every request under the
+    // model's read timeout: all seconds long, so none of them starts Pingora's timer thread.
+    keep_alive_load(&p, 4, 5);
+    let names = thread_names(p.pid());
+    assert!(names.iter().any(|n| n == PROXY_THREAD), "{names:?}");
+    assert!(!names.iter().any(|n| n == FAST_TIMER_THREAD), "{names:?}");
+}
+
+#[test]
+fn a_pingora_conf_can_keep_pingoras_own_timers() {
+    let mut m = Models::new();
+    m.start("v1");
+    let conf = "---\nversion: 1\nfast_timeout_to_tokio_threshold_seconds: 900\n";
+    let (p, _log) = start_logged(&m, Some(conf));
+    keep_alive_load(&p, 4, 5);
+    eventually("Pingora's timer thread, as the conf asks", || {
+        thread_names(p.pid())
+            .iter()
+            .any(|n| n == FAST_TIMER_THREAD)
+            .then_some(())
+    });
 }
