@@ -15,23 +15,31 @@ use common::*;
 /// Pingora names the threads of a service after it; `comm` keeps 15 bytes, all of these.
 const PROXY_THREAD: &str = "blueshift proxy";
 
+/// Process `pid`'s threads: each one's name and its directory under `/proc`.
+fn threads(pid: u32) -> Vec<(String, PathBuf)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            (comm.trim_end().to_owned(), task)
+        })
+        .collect()
+}
+
 /// The proxy threads of process `pid`, each with the nanoseconds it has run so far.
 fn proxy_threads(pid: u32) -> Vec<u64> {
-    let mut threads = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap().path();
-        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim_end() == PROXY_THREAD {
+    threads(pid)
+        .into_iter()
+        .filter(|(name, _)| name == PROXY_THREAD)
+        .map(|(_, task)| {
             let ran = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
-            threads.push(
-                ran.split_whitespace()
-                    .next()
-                    .and_then(|ns| ns.parse().ok())
-                    .unwrap_or(0),
-            );
-        }
-    }
-    threads
+            ran.split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 /// Sends `requests` requests on each of `connections` kept-alive connections at once.
@@ -131,15 +139,6 @@ fn more_threads_without_work_stealing_are_warned_about_once() {
 /// The thread Pingora starts for its own ("fast") timers the first time one is set.
 const FAST_TIMER_THREAD: &str = "Timer thread";
 
-/// The names of process `pid`'s threads.
-fn thread_names(pid: u32) -> Vec<String> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap_or_default())
-        .map(|comm| comm.trim_end().to_owned())
-        .collect()
-}
-
 #[test]
 fn timeouts_run_on_tokios_timer_wheel_by_default() {
     let mut m = Models::new();
@@ -148,7 +147,7 @@ fn timeouts_run_on_tokios_timer_wheel_by_default() {
     // Every kept-alive connection waits under the client timeouts, and every request under the
     // model's read timeout: all seconds long, so none of them starts Pingora's timer thread.
     keep_alive_load(&p, 4, 5);
-    let names = thread_names(p.pid());
+    let names: Vec<String> = threads(p.pid()).into_iter().map(|(n, _)| n).collect();
     assert!(names.iter().any(|n| n == PROXY_THREAD), "{names:?}");
     assert!(!names.iter().any(|n| n == FAST_TIMER_THREAD), "{names:?}");
 }
@@ -161,9 +160,9 @@ fn a_pingora_conf_can_keep_pingoras_own_timers() {
     let (p, _log) = start_logged(&m, Some(conf));
     keep_alive_load(&p, 4, 5);
     eventually("Pingora's timer thread, as the conf asks", || {
-        thread_names(p.pid())
+        threads(p.pid())
             .iter()
-            .any(|n| n == FAST_TIMER_THREAD)
+            .any(|(n, _)| n == FAST_TIMER_THREAD)
             .then_some(())
     });
 }
