@@ -1,5 +1,6 @@
 //! Requests sent by hand, byte for byte: the framing rules an edge must enforce (RFC 9112),
-//! pipelining, and clients too slow to send a request head.
+//! pipelining, and the timeouts: clients too slow to send a request head or to read an answer,
+//! idle kept-alive connections, and a model too slow to answer.
 
 mod common;
 
@@ -197,6 +198,26 @@ fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
         idle >= Duration::from_millis(800) && idle < Duration::from_secs(3),
         "closed after {idle:?}"
     );
+}
+
+#[test]
+fn a_model_slower_than_the_read_timeout_gets_504_and_others_are_served() {
+    let (_m, p) = proxy("timeouts:\n  read: 1s\n");
+    let t = Instant::now();
+    // The model would answer after 5 s; the proxy stops waiting after 1 s, once (a request the
+    // model may have acted on is not sent again).
+    let slow = get(p.addr, "/predict?delay=5000", &[]).unwrap();
+    let waited = t.elapsed();
+    assert_eq!(slow.status, 504, "{slow:?}");
+    assert!(
+        slow.body.contains("blueshift: color blue timed out"),
+        "{slow:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    assert_eq!(p.get("/predict", &[]).status, 200);
 }
 
 #[test]
