@@ -21,7 +21,8 @@
 # Latency columns are added over direct (the plain rows; the TLS rows have no direct run and show
 # the whole latency). CPU is the proxy process's own per request (per stream on sse), with its
 # user time (its own code, not the kernel's) in brackets; RSS is its highest during the run.
-# nginx and HAProxy run one worker/thread, as blueshift runs its proxy on one thread. nginx's default client_max_body_size (1m) would refuse the 4 MiB row with 413:
+# nginx and HAProxy run one worker/thread, as blueshift runs its proxy on one thread. nginx's
+# default client_max_body_size (1m) would refuse the 4 MiB row with 413:
 # both nginx configurations raise it to 16m, and keepalive_requests (1,000 by default, after which
 # nginx 1.22 closes even an HTTP/2 connection and h2load's requests on it fail). Both also enable
 # TLS 1.3 (`ssl_protocols TLSv1.2 TLSv1.3`, nginx's default since 1.23.4; Debian's 1.22 offers

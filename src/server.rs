@@ -82,7 +82,9 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
         }
         None => (ServerConf::default(), Vec::new()),
     };
-    // blueshift's defaults where Pingora's conf (if any) says nothing. One proxy thread runs as
+    // blueshift's defaults where Pingora's conf (if any) says nothing: keys it left unset.
+    let unset = |key: &str| !given.iter().any(|k| k == key);
+    // One proxy thread runs as
     // a single-threaded runtime without work stealing: 13% more requests per CPU-second for a
     // proxy whose requests are short and independent (BENCHMARKS.md). More threads share one
     // work-stealing runtime. With separate per-thread runtimes Pingora 0.9's upstream pool misses
@@ -92,14 +94,14 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // the watcher is spawned on the thread that released the connection, and tokio queues the
     // request the watcher wakes on that same thread, behind it (`benches/threads.sh`, two
     // threads, 150k requests: 365-1,220 misses without stealing, none with it).
-    if !given.iter().any(|k| k == "work_stealing") {
+    if unset("work_stealing") {
         conf.work_stealing = conf.threads > 1;
     }
     // A larger upstream pool than Pingora's 128 idle connections: with more requests in flight
     // than that, every release past 128 closed a connection and the next request opened one,
     // ~2,000 connects a second at 256 clients, until the ephemeral ports ran out and clients
     // got 502s.
-    if !given.iter().any(|k| k == "upstream_keepalive_pool_size") {
+    if unset("upstream_keepalive_pool_size") {
         conf.upstream_keepalive_pool_size = UPSTREAM_POOL;
     }
     // Pingora's own ("fast") timers suit short timeouts that fire: a registration in a map per
@@ -107,10 +109,7 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     // seconds long and almost never fire, which is what tokio's timer wheel is for: each is
     // removed when the read or write it guards finishes. 1-2% fewer instructions per request
     // (BENCHMARKS.md, "The last levers"); timeouts under a second stay on Pingora's timers.
-    if !given
-        .iter()
-        .any(|k| k == "fast_timeout_to_tokio_threshold_seconds")
-    {
+    if unset("fast_timeout_to_tokio_threshold_seconds") {
         conf.fast_timeout_to_tokio_threshold_seconds = Some(0);
     }
     if conf.threads > 1 && !conf.work_stealing {
