@@ -84,16 +84,16 @@ pub fn serve(o: ServeOptions) -> Result<(), Error> {
     };
     // blueshift's defaults where Pingora's conf (if any) says nothing: keys it left unset.
     let unset = |key: &str| !given.iter().any(|k| k == key);
-    // One proxy thread runs as
-    // a single-threaded runtime without work stealing: 13% more requests per CPU-second for a
-    // proxy whose requests are short and independent (BENCHMARKS.md). More threads share one
-    // work-stealing runtime. With separate per-thread runtimes Pingora 0.9's upstream pool misses
-    // pooled connections: the idle watcher of a connection runs on a random thread and can still
-    // hold it when a request on another takes it, so the request opens a new one and Pingora logs
-    // "failed to acquire reusable stream" (cloudflare/pingora#998). In a work-stealing runtime
-    // the watcher is spawned on the thread that released the connection, and tokio queues the
-    // request the watcher wakes on that same thread, behind it (`benches/threads.sh`, two
-    // threads, 150k requests: 365-1,220 misses without stealing, none with it).
+    // One proxy thread runs as a single-threaded runtime without work stealing: 13% more requests
+    // per CPU-second for a proxy whose requests are short and independent (BENCHMARKS.md). More
+    // threads share one work-stealing runtime. With separate per-thread runtimes Pingora 0.9's
+    // upstream pool misses pooled connections: the idle watcher of a connection runs on a random
+    // thread and can still hold it when a request on another takes it, so the request opens a new
+    // one and Pingora logs "failed to acquire reusable stream" (cloudflare/pingora#998). In a
+    // work-stealing runtime the watcher is spawned on the thread that released the connection, and
+    // tokio queues the request the watcher wakes on that same thread, behind it
+    // (`benches/threads.sh`, two threads, 150k requests: 365-1,220 misses without stealing, none
+    // with it).
     if unset("work_stealing") {
         conf.work_stealing = conf.threads > 1;
     }
