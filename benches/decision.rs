@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use blueshift::health::Status;
-use blueshift::outcomes::Outcomes;
-use blueshift::split::{decide, inputs};
-use blueshift::state::{self, Control, ReloadView, Snapshot, StateName};
+use blueshift::judge::health::Status;
+use blueshift::judge::window::Outcomes;
+use blueshift::route::snapshot::{self, Control, ReloadView, Snapshot, StateName};
+use blueshift::route::split::{decide, inputs};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora_http::RequestHeader;
 
 fn snapshot() -> Snapshot {
-    let policy = blueshift::policy::parse(
+    let policy = blueshift::config::parse(
         "listen: 127.0.0.1:8080
 colors:
   blue: {backends: [{addr: 127.0.0.1:5001}, {addr: 127.0.0.1:5003}]}
@@ -34,7 +34,7 @@ override_header: x-blueshift-color
         .iter()
         .map(|_| Arc::new(Outcomes::new(Instant::now())))
         .collect();
-    Snapshot::build(state::Inputs {
+    Snapshot::build(snapshot::Inputs {
         revision: 1,
         base_weights: &policy.split.clone(),
         rolled_back: &[false, false],

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use blueshift::judge::answer::Tap;
+use blueshift::judge::window::Outcomes;
 use blueshift::metrics::ColorMetrics;
-use blueshift::outcomes::Outcomes;
-use blueshift::quality::Tap;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora_http::ResponseHeader;
 
-fn gates() -> blueshift::policy::Quality {
-    let policy = blueshift::policy::parse(
+fn gates() -> blueshift::config::Quality {
+    let policy = blueshift::config::parse(
         "listen: 127.0.0.1:8080
 colors: {blue: {backends: [{addr: 127.0.0.1:5001}]}}
 quality: {prediction: /prediction, score: /confidence}
@@ -21,10 +21,10 @@ quality: {prediction: /prediction, score: /confidence}
     policy.quality.unwrap()
 }
 
-fn stream_gates() -> blueshift::policy::Quality {
-    blueshift::policy::Quality {
-        prediction: blueshift::policy::Pointer::parse("/choices/0/finish_reason").unwrap(),
-        score: blueshift::policy::Pointer::parse("/usage/completion_tokens").ok(),
+fn stream_gates() -> blueshift::config::Quality {
+    blueshift::config::Quality {
+        prediction: blueshift::config::Pointer::parse("/choices/0/finish_reason").unwrap(),
+        score: blueshift::config::Pointer::parse("/usage/completion_tokens").ok(),
         ..gates()
     }
 }

@@ -20,7 +20,7 @@ use pingora_proxy::{ProxyHttp, Session};
 mod common;
 
 #[global_allocator]
-static GLOBAL: blueshift::allocator::Mimalloc = blueshift::allocator::Mimalloc;
+static GLOBAL: blueshift::app::allocator::Mimalloc = blueshift::app::allocator::Mimalloc;
 
 /// The peer, and whether to give each client connection blueshift's settings (pipelining, a
 /// timeout on every read and write, keep-alive): `BARE_CLIENT_LIMITS=1`.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 mod common;
 
 #[global_allocator]
-static GLOBAL: blueshift::allocator::Mimalloc = blueshift::allocator::Mimalloc;
+static GLOBAL: blueshift::app::allocator::Mimalloc = blueshift::app::allocator::Mimalloc;
 
 struct Lean {
     peer: HttpPeer,

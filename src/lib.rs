@@ -3,77 +3,30 @@
 //! and is driven by a hot-reloaded YAML policy. Built on Cloudflare's Pingora.
 //!
 //! # Layout
-//! - [`policy`]: the YAML policy: `file` mirrors it, the module root holds validated types.
-//! - [`split`]: pure color choice (what a request brings, weights, header hashing, cookie pins,
-//!   overrides).
-//! - [`affinity`]: the affinity cookie, read and written.
-//! - [`state`]: the [`state::Snapshot`] the request path reads, behind one `ArcSwap`.
-//! - [`outcomes`]: passive per-color outcome windows (requests, errors, p99, answers).
-//! - [`quality`]: the answer tap, what an answer predicted, and the quality judge.
-//! - [`shadow`]: mirroring live requests to a shadow color and comparing its answers.
-//! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase.
-//! - [`context`]: the per-request context, and what a finished request records.
-//! - [`framing`]: the request framing rules (Host, Content-Length, Transfer-Encoding) and size
-//!   limit an edge enforces before forwarding.
-//! - [`forwarded`]: `X-Forwarded-For`/`-Proto` on requests to the models.
-//! - [`headers`]: adding headers to requests and answers without Pingora's per-insert cost.
-//! - [`replies`]: what blueshift itself answers (refusals, proxy errors).
-//! - [`retry`]: whether a request whose attempt failed goes again, and where (a pure rule).
-//! - [`grpc`]: a gRPC call's status, and which statuses count as the model failing.
-//! - [`upstream`]: Pingora peers that speak each color's protocol (HTTP/1.1, h2c, TLS, h2).
-//! - [`health`]: active health checks (HTTP or gRPC, over the color's protocol) and their
-//!   consecutive-result counting.
-//! - [`rollout`]: the pure rollout/rollback state machine and the rollback judge.
-//! - [`persist`]: the state file that keeps rollbacks and pauses across restarts.
-//! - [`supervisor`]: the single writer of snapshots, driving all of the above.
-//! - [`reload`]: reload triggers (file watch, `SIGHUP`).
-//! - [`admin`]: the admin API (`/healthz`, `/status`, `/metrics`, `/history`, actions) and the
-//!   live rollout page (`src/page.html`).
-//! - [`history`]: the last five minutes per color, one point a second, for the page.
-//! - [`metrics`]: every Prometheus metric, defined once.
-//! - [`server`]: wiring the services into a Pingora server.
-//! - [`logs`]: the process's log, with clients that leave a TLS handshake at debug level.
-//! - [`allocator`]: the global allocator (mimalloc, with plain calls where alignment allows).
-//! - [`gate`]: a deadline on a new connection's first request head (slow clients).
-//! - [`tls`]: listeners' certificate pairs (loaded, checked, swapped live) and upstream CAs.
-//! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks.
-//! - [`cli`]: `blueshift check`, `status` and the admin actions.
-//! - [`client`]: the CLI's small HTTP client for the admin API.
-//! - [`demo`]: `blueshift demo`.
+//! The folders are layers; each imports only the ones above it in this list (a test,
+//! `tests/layers.rs`, keeps it so).
+//! - [`model_server`]: a stand-in model server for the demo, tests and benchmarks (imports nothing).
+//! - [`config`]: the policy file: `file` mirrors the YAML, `load` and `validate` turn it into the
+//!   validated types of the module root, every problem with `line:column`; `certs` reads the
+//!   certificate files it names; `pointer` is its JSON Pointer.
+//! - [`judge`]: pure windows and verdicts: outcome windows, answer counts, the error/latency,
+//!   quality and agreement judges, health counting, gRPC statuses, reading answers.
+//! - [`metrics`]: every Prometheus metric, defined once, with handles resolved in advance.
+//! - [`route`]: the snapshot the request path reads, the split, affinity, and Pingora peers.
+//! - [`proxy`]: the Pingora `ProxyHttp`, one section per phase, and its per-request helpers.
+//! - [`control`]: the single writer: the rollout machine, health checks, reloads, the state file.
+//! - [`ops`]: the operator's surfaces: admin API, `/status`, history, the CLI, the page.
+//! - [`app`]: the process: wiring the services into Pingora, the demo, logs, the allocator.
 
-pub mod admin;
-pub mod affinity;
-pub mod allocator;
-pub mod cli;
-pub mod client;
-pub mod context;
-pub mod demo;
-pub mod forwarded;
-pub mod framing;
-pub mod gate;
-pub mod grpc;
-pub mod headers;
-pub mod health;
-pub mod history;
-pub mod logs;
+pub mod app;
+pub mod config;
+pub mod control;
+pub mod judge;
 pub mod metrics;
 pub mod model_server;
-pub mod outcomes;
-pub mod persist;
-pub mod policy;
+pub mod ops;
 pub mod proxy;
-pub mod quality;
-pub mod reload;
-pub mod replies;
-pub mod retry;
-pub mod rollout;
-pub mod server;
-pub mod shadow;
-pub mod split;
-pub mod state;
-pub mod supervisor;
-pub mod tls;
-pub mod upstream;
+pub mod route;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,7 +40,7 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// Everything wrong with it.
-        problems: policy::Problems,
+        problems: config::Problems,
     },
     /// A listener cannot be opened.
     #[error("cannot listen on {addr}: {reason}")]
@@ -105,7 +58,7 @@ pub enum Error {
     Other(String),
 }
 
-fn policy_lines(path: &std::path::Path, problems: &policy::Problems) -> String {
+fn policy_lines(path: &std::path::Path, problems: &config::Problems) -> String {
     problems
         .0
         .iter()

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 // `system-alloc` feature keeps glibc's, for heap profilers (benches/conn_memory.sh).
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
-static GLOBAL: blueshift::allocator::Mimalloc = blueshift::allocator::Mimalloc;
+static GLOBAL: blueshift::app::allocator::Mimalloc = blueshift::app::allocator::Mimalloc;
 
 /// A programmable edge load balancer for shipping new ML models.
 #[derive(Parser)]
@@ -79,34 +79,34 @@ enum Command {
 #[command(after_help = "Admin POSTs send BLUESHIFT_ADMIN_TOKEN as a bearer token when it is set.")]
 struct AdminArgs {
     /// Admin API address (host:port).
-    #[arg(long, env = "BLUESHIFT_ADMIN", default_value = blueshift::cli::DEFAULT_ADMIN, value_name = "ADDR")]
+    #[arg(long, env = "BLUESHIFT_ADMIN", default_value = blueshift::ops::cli::DEFAULT_ADMIN, value_name = "ADDR")]
     admin: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    blueshift::logs::init();
+    blueshift::app::logs::init();
     let result = match cli.command {
         Command::Serve {
             policy,
             daemon,
             upgrade,
             pingora_conf,
-        } => blueshift::server::serve(blueshift::server::ServeOptions {
+        } => blueshift::app::server::serve(blueshift::app::server::ServeOptions {
             policy,
             daemon,
             upgrade,
             pingora_conf,
         }),
-        Command::Check { file } => blueshift::cli::check(&file),
-        Command::Demo { prepare: false } => blueshift::demo::run(),
-        Command::Demo { prepare: true } => blueshift::demo::prepare(),
-        Command::Status { admin, json } => blueshift::cli::status(&admin.admin, json),
-        Command::Rollback(a) => blueshift::cli::action(&a.admin, "rollback"),
-        Command::Promote(a) => blueshift::cli::action(&a.admin, "promote"),
-        Command::Pause(a) => blueshift::cli::action(&a.admin, "pause"),
-        Command::Resume(a) => blueshift::cli::action(&a.admin, "resume"),
-        Command::Reload(a) => blueshift::cli::action(&a.admin, "reload"),
+        Command::Check { file } => blueshift::ops::cli::check(&file),
+        Command::Demo { prepare: false } => blueshift::app::demo::run(),
+        Command::Demo { prepare: true } => blueshift::app::demo::prepare(),
+        Command::Status { admin, json } => blueshift::ops::cli::status(&admin.admin, json),
+        Command::Rollback(a) => blueshift::ops::cli::action(&a.admin, "rollback"),
+        Command::Promote(a) => blueshift::ops::cli::action(&a.admin, "promote"),
+        Command::Pause(a) => blueshift::ops::cli::action(&a.admin, "pause"),
+        Command::Resume(a) => blueshift::ops::cli::action(&a.admin, "resume"),
+        Command::Reload(a) => blueshift::ops::cli::action(&a.admin, "reload"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

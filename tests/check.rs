@@ -560,7 +560,7 @@ fn the_demo_policy_with_its_commented_rollout_is_valid_too() {
 #[test]
 fn tls_listeners_and_color_protocols_are_checked_where_they_stand() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, g: &blueshift::tls::Generated| {
+    let write = |name: &str, g: &blueshift::config::certs::Generated| {
         let (c, k) = (
             dir.path().join(format!("{name}.crt")),
             dir.path().join(format!("{name}.key")),
@@ -569,8 +569,14 @@ fn tls_listeners_and_color_protocols_are_checked_where_they_stand() {
         std::fs::write(&k, &g.key_pem).unwrap();
         (c.display().to_string(), k.display().to_string())
     };
-    let (a_cert, a_key) = write("a", &blueshift::tls::self_signed(&["a.test"], 1).unwrap());
-    let (_, b_key) = write("b", &blueshift::tls::self_signed(&["b.test"], 1).unwrap());
+    let (a_cert, a_key) = write(
+        "a",
+        &blueshift::config::certs::self_signed(&["a.test"], 1).unwrap(),
+    );
+    let (_, b_key) = write(
+        "b",
+        &blueshift::config::certs::self_signed(&["b.test"], 1).unwrap(),
+    );
     let listen = |cert: &str, key: &str| {
         GOOD.replace(
             "listen: 127.0.0.1:8080\n",

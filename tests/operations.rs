@@ -236,7 +236,7 @@ fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
     // listener and a gRPC color.
     let grpc = common::peers::PyServer::grpc("v3", None);
     let dir = tempfile::tempdir().unwrap();
-    let pair = blueshift::tls::self_signed(&["localhost"], 30).unwrap();
+    let pair = blueshift::config::certs::self_signed(&["localhost"], 30).unwrap();
     let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     std::fs::write(&cert, &pair.cert_pem).unwrap();
     std::fs::write(&key, &pair.key_pem).unwrap();
@@ -332,7 +332,7 @@ fn the_systemd_unit_verifies_and_reloads_with_sighup() {
 fn the_kubernetes_manifests_parse_and_carry_a_valid_policy() {
     let read = |f: &str| std::fs::read_to_string(format!("{ROOT}/deploy/k8s/{f}")).unwrap();
     let policy = read("policy.yaml");
-    blueshift::policy::parse(&policy).unwrap_or_else(|e| panic!("deploy/k8s/policy.yaml: {e}"));
+    blueshift::config::parse(&policy).unwrap_or_else(|e| panic!("deploy/k8s/policy.yaml: {e}"));
     let cm = marked_yaml::parse_yaml(0, read("configmap.yaml")).unwrap();
     let embedded = cm
         .as_mapping()

@@ -9,12 +9,13 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use blueshift::affinity;
-use blueshift::forwarded;
-use blueshift::framing;
-use blueshift::policy::{self, Quality};
-use blueshift::quality::{self, Answer, Pointer, Sse, Tap};
-use blueshift::split::{self, Decision, Inputs, Table};
+use blueshift::config::Pointer;
+use blueshift::config::{self, Quality};
+use blueshift::judge::answer::{self, Answer, Sse, Tap};
+use blueshift::proxy::forwarded;
+use blueshift::proxy::framing;
+use blueshift::route::affinity;
+use blueshift::route::split::{self, Decision, Inputs, Table};
 use common::origin::{send_closing, Recorder};
 use common::*;
 use http_desync_guardian::request_analyzer::HttpRequestData;
@@ -99,7 +100,7 @@ fn edited_policy() -> impl Strategy<Value = String> {
 }
 
 fn check_policy(text: &str) -> Result<(), TestCaseError> {
-    if let Err(problems) = policy::parse_in(text, Path::new("conf")) {
+    if let Err(problems) = config::parse_in(text, Path::new("conf")) {
         prop_assert!(!problems.0.is_empty());
         for p in &problems.0 {
             prop_assert!(!p.message.trim().is_empty(), "an empty problem");
@@ -122,12 +123,12 @@ fn the_policy_loader_answers_every_text_with_a_policy_or_problems() {
 
 fn quality() -> Quality {
     let text = DEMO.replace("{listen}", "127.0.0.1:1");
-    policy::parse_in(&text, Path::new("conf"))
+    config::parse_in(&text, Path::new("conf"))
         .ok()
         .and_then(|p| p.quality)
         .or_else(|| {
             let minimal = "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\ncolors:\n  blue:\n    backends: [{addr: 127.0.0.1:3}]\nquality:\n  prediction: /prediction\n  score: /confidence\n";
-            policy::parse(minimal).unwrap().quality
+            config::parse(minimal).unwrap().quality
         })
         .unwrap()
 }
@@ -178,7 +179,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
     ) {
         let q = quality();
-        let _ = quality::json(&body, &q);
+        let _ = answer::json(&body, &q);
         let mut resp = ResponseHeader::build(200, None).unwrap();
         if !encoding.is_empty() {
             resp.insert_header("content-encoding", encoding).unwrap();
@@ -203,7 +204,7 @@ proptest! {
     fn a_json_answer_yields_its_label(label in "[a-zA-Z0-9 _.-]{1,40}", score in 0.0f64..1.0) {
         let q = quality();
         let body = serde_json::json!({"prediction": label, "confidence": score, "x": [1, {"y": null}]});
-        match quality::json(body.to_string().as_bytes(), &q) {
+        match answer::json(body.to_string().as_bytes(), &q) {
             Answer::Valid { labels, scores } => {
                 prop_assert_eq!(labels, vec![label]);
                 prop_assert_eq!(scores.len(), 1);
@@ -405,7 +406,7 @@ fn the_admin_api_answers_every_request_as_documented() {
             "listen: {{listen}}\nadmin: {{admin}}\ncolors:\n  blue:\n    backends: [{{addr: {}}}]\n",
             m.addr(0)
         );
-        let p = Proxy::start_with_env(&policy, &[(blueshift::admin::TOKEN_ENV, "s3cret")]);
+        let p = Proxy::start_with_env(&policy, &[(blueshift::ops::admin::TOKEN_ENV, "s3cret")]);
         (m, p)
     };
     let methods = prop::sample::select(vec!["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]);

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use blueshift::outcomes::Summary;
-use blueshift::policy::{self, Policy};
-use blueshift::rollout::{judge, Event, Kind, Machine, Phase, Progress};
-use blueshift::state::StateName;
+use blueshift::config::{self, Policy};
+use blueshift::control::rollout::{Event, Machine, Phase};
+use blueshift::judge::window::Summary;
+use blueshift::judge::{limits::judge, Kind, Progress};
+use blueshift::route::snapshot::StateName;
 
 const S: Duration = Duration::from_secs(1);
 
@@ -16,7 +17,7 @@ fn policy(rollout: bool) -> Policy {
     if rollout {
         text.push_str("rollout:\n  candidate: green\n  steps:\n    - {weight: 10, hold: 30s}\n    - {weight: 50, hold: 30s}\n    - {weight: 100, hold: 30s}\n");
     }
-    policy::parse(&text).unwrap()
+    config::parse(&text).unwrap()
 }
 
 fn breach(color: &str) -> Event {
@@ -301,7 +302,7 @@ fn the_judge_needs_min_requests_and_names_the_numbers() {
 }
 
 fn shadow_policy() -> Policy {
-    policy::parse(
+    config::parse(
         "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 100, green: 0}\nrollout:\n  candidate: green\n  steps:\n    - {shadow: 50, hold: 10s, min_requests: 100}\n    - {weight: 10, hold: 10s, min_requests: 20}\n    - {weight: 100, hold: 10s}\n",
     )
     .unwrap()
@@ -432,7 +433,7 @@ fn a_standing_shadow_mirrors_until_its_color_is_rolled_back() {
         "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 100, green: 0}\n",
     );
     text.push_str("shadow: {color: green, percent: 25}\n");
-    let p = policy::parse(&text).unwrap();
+    let p = config::parse(&text).unwrap();
     let t0 = Instant::now();
     let mut m = Machine::new(&p, t0);
     assert_eq!(m.mirror(&p).map(|m| (m.color, m.percent)), Some((1, 25)));

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use blueshift::admin::Admin;
+use blueshift::ops::admin::Admin;
 use libfuzzer_sys::fuzz_target;
 use pingora_core::apps::http_app::HttpServer;
 
@@ -13,7 +13,7 @@ fn app() -> &'static Arc<HttpServer<Admin>> {
     static APP: OnceLock<Arc<HttpServer<Admin>>> = OnceLock::new();
     APP.get_or_init(|| {
         let (shared, handle) = serve::state();
-        Arc::new(HttpServer::new_app(Admin::new(shared, handle)))
+        Arc::new(HttpServer::new_app(Admin::new(shared, handle, Default::default(), None)))
     })
 }
 

@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use blueshift::policy::{self, Quality};
-use blueshift::quality::{self, Pointer, Sse, Tap};
+use blueshift::config::{self, Pointer, Quality};
+use blueshift::judge::answer::{self, Sse, Tap};
 use libfuzzer_sys::fuzz_target;
 use pingora_http::ResponseHeader;
 
@@ -13,7 +13,7 @@ fn quality() -> &'static Quality {
     static Q: OnceLock<Quality> = OnceLock::new();
     Q.get_or_init(|| {
         let text = "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\ncolors:\n  blue:\n    backends: [{addr: 127.0.0.1:3}]\nquality:\n  prediction: /predictions/*/label\n  score: /predictions/*/score\n  max_body: 4KiB\n";
-        policy::parse(text).unwrap().quality.unwrap()
+        config::parse(text).unwrap().quality.unwrap()
     })
 }
 
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(line) = rest.split(|b| *b == b'\n').next() {
         let _ = Pointer::parse(&String::from_utf8_lossy(line));
     }
-    let _ = quality::json(rest, q);
+    let _ = answer::json(rest, q);
 
     let mut resp = ResponseHeader::build(200, None).unwrap();
     let encoding = ENCODINGS[usize::from(mode) % ENCODINGS.len()];

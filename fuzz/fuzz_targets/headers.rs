@@ -2,8 +2,8 @@
 //! override header and the session key, on any head httparse accepts (as Pingora's does).
 #![no_main]
 
-use blueshift::split::{self, Inputs, Table};
-use blueshift::{affinity, forwarded, framing, grpc};
+use blueshift::route::split::{self, Inputs, Table};
+use blueshift::{route::affinity, proxy::forwarded, proxy::framing, judge::grpc};
 use libfuzzer_sys::fuzz_target;
 use pingora_http::RequestHeader;
 
@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let head = framing::check(&req).unwrap_or_default();
     framing::tidy(&mut req, head);
-    let cookie = affinity::find(&req, "blueshift");
+    let cookie = req
+        .headers
+        .get_all("cookie")
+        .iter()
+        .find_map(|v| affinity::find(v.as_bytes(), b"blueshift"));
     let value = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
     let t = Table::new(
         vec!["blue".into(), "green".into()],

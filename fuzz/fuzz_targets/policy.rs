@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Err(problems) = blueshift::policy::parse_in(&text, Path::new("/nonexistent")) {
+    if let Err(problems) = blueshift::config::parse_in(&text, Path::new("/nonexistent")) {
         assert!(!problems.0.is_empty());
     }
 });

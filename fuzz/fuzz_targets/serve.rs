@@ -3,8 +3,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use blueshift::state::Shared;
-use blueshift::supervisor::{Handle, Supervisor};
+use blueshift::route::snapshot::Shared;
+use blueshift::control::{Handle, Supervisor};
 use pingora_core::apps::ServerApp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
@@ -24,7 +24,7 @@ pub fn runtime() -> &'static Runtime {
 /// answer that blueshift is shutting down; no backend is healthy, so the proxy answers 503).
 pub fn state() -> (Shared, Handle) {
     let text = "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\ncolors:\n  blue:\n    backends: [{addr: 127.0.0.1:3}]\n  green:\n    backends: [{addr: 127.0.0.1:4}]\nstable: blue\nsplit: {blue: 90, green: 10}\naffinity: {cookie: blueshift, header: x-session-id}\noverride_header: x-blueshift-color\n";
-    let policy = blueshift::policy::parse(text).unwrap();
+    let policy = blueshift::config::parse(text).unwrap();
     let supervisor = Supervisor::new("policy.yaml".into(), policy, Vec::new());
     (supervisor.shared(), supervisor.handle())
 }
