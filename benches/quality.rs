@@ -11,14 +11,14 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pingora_http::ResponseHeader;
 
 fn gates() -> blueshift::config::Quality {
-    let policy = blueshift::config::parse(
+    let mut policy = blueshift::config::parse(
         "listen: 127.0.0.1:8080
 colors: {blue: {backends: [{addr: 127.0.0.1:5001}]}}
 quality: {prediction: /prediction, score: /confidence}
 ",
     )
     .unwrap();
-    policy.quality.unwrap()
+    policy.routes.remove(0).quality.unwrap()
 }
 
 fn stream_gates() -> blueshift::config::Quality {
@@ -58,7 +58,7 @@ fn head(content_type: &str) -> ResponseHeader {
 }
 
 fn bench(c: &mut Criterion) {
-    let metrics = ColorMetrics::get("bench");
+    let metrics = ColorMetrics::get("bench", "bench");
     let outcomes = Outcomes::new(Instant::now());
     let q = gates();
     let body = json_answer();

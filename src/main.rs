@@ -58,20 +58,33 @@ enum Command {
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        /// Show only this route.
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
         /// Print the raw /status JSON instead of the table.
         #[arg(long)]
         json: bool,
     },
-    /// Send all traffic to the stable color (state rolled_back, reason manual).
-    Rollback(AdminArgs),
-    /// Put the rollout's candidate at 100% (state promoted).
-    Promote(AdminArgs),
-    /// Freeze the rollout on its current step; automatic rollback stays armed.
-    Pause(AdminArgs),
-    /// Continue a paused rollout, or clear rollbacks.
-    Resume(AdminArgs),
+    /// Send all of a route's traffic to its stable color (state rolled_back, reason manual).
+    Rollback(RouteArgs),
+    /// Put a route's rollout candidate at 100% (state promoted).
+    Promote(RouteArgs),
+    /// Freeze a route's rollout on its current step; automatic rollback stays armed.
+    Pause(RouteArgs),
+    /// Continue a route's paused rollout, or clear its rollbacks.
+    Resume(RouteArgs),
     /// Re-read the policy file now (it is also watched, and SIGHUP works too).
     Reload(AdminArgs),
+}
+
+/// Where the admin API is, and which route an action is about.
+#[derive(clap::Args)]
+struct RouteArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// The route (required when the policy has two or more).
+    #[arg(long, value_name = "NAME")]
+    route: Option<String>,
 }
 
 /// Where the admin API is.
@@ -81,6 +94,10 @@ struct AdminArgs {
     /// Admin API address (host:port).
     #[arg(long, env = "BLUESHIFT_ADMIN", default_value = blueshift::ops::cli::DEFAULT_ADMIN, value_name = "ADDR")]
     admin: String,
+}
+
+fn act(a: RouteArgs, name: &str) -> Result<(), blueshift::Error> {
+    blueshift::ops::cli::action(&a.admin.admin, name, a.route.as_deref())
 }
 
 fn main() -> ExitCode {
@@ -101,12 +118,14 @@ fn main() -> ExitCode {
         Command::Check { file } => blueshift::ops::cli::check(&file),
         Command::Demo { prepare: false } => blueshift::app::demo::run(),
         Command::Demo { prepare: true } => blueshift::app::demo::prepare(),
-        Command::Status { admin, json } => blueshift::ops::cli::status(&admin.admin, json),
-        Command::Rollback(a) => blueshift::ops::cli::action(&a.admin, "rollback"),
-        Command::Promote(a) => blueshift::ops::cli::action(&a.admin, "promote"),
-        Command::Pause(a) => blueshift::ops::cli::action(&a.admin, "pause"),
-        Command::Resume(a) => blueshift::ops::cli::action(&a.admin, "resume"),
-        Command::Reload(a) => blueshift::ops::cli::action(&a.admin, "reload"),
+        Command::Status { admin, route, json } => {
+            blueshift::ops::cli::status(&admin.admin, json, route.as_deref())
+        }
+        Command::Rollback(a) => act(a, "rollback"),
+        Command::Promote(a) => act(a, "promote"),
+        Command::Pause(a) => act(a, "pause"),
+        Command::Resume(a) => act(a, "resume"),
+        Command::Reload(a) => blueshift::ops::cli::action(&a.admin, "reload", None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,7 +73,9 @@ fn grpc_calls_pass_through_split_per_call_with_metadata_and_trailers() {
     let pinned = grpc_client(&target, "unary", 20, &["--meta", "x-session-id=user-42"]);
     let first = pinned[0]["color"].clone();
     assert!(pinned.iter().all(|c| c["color"] == first), "{pinned:?}");
-    p.wait_metrics(&["blueshift_grpc_responses_total{code=\"OK\",color=\"blue\"}"]);
+    p.wait_metrics(&[
+        "blueshift_grpc_responses_total{code=\"OK\",color=\"blue\",route=\"default\"}",
+    ]);
 }
 
 #[test]
@@ -91,8 +93,8 @@ fn internal_answers_roll_the_candidate_back_whatever_the_http_status() {
     let reason = s["rollback"]["reason"].as_str().unwrap();
     assert!(reason.starts_with("error rate 1.00 > 0.05"), "{reason}");
     p.wait_metrics(&[
-        "blueshift_grpc_responses_total{code=\"INTERNAL\",color=\"green\"}",
-        "blueshift_rollbacks_total{color=\"green\",reason=\"error_rate\"} 1",
+        "blueshift_grpc_responses_total{code=\"INTERNAL\",color=\"green\",route=\"default\"}",
+        "blueshift_rollbacks_total{color=\"green\",reason=\"error_rate\",route=\"default\"} 1",
     ]);
     let after = grpc_client(&target, "unary", 20, &[]);
     assert!(
@@ -120,7 +122,9 @@ fn streams_the_client_cancels_are_not_the_models_errors() {
             .all(|c| c["code"] == "CANCELLED" && c["color"] == "green"),
         "{cancelled:?}"
     );
-    p.wait_metrics(&["blueshift_grpc_responses_total{code=\"CANCELLED\",color=\"green\"} 5"]);
+    p.wait_metrics(&[
+        "blueshift_grpc_responses_total{code=\"CANCELLED\",color=\"green\",route=\"default\"} 5",
+    ]);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(!logged.contains("ERROR"), "{logged}");
     let metrics = p.metrics();

@@ -150,10 +150,14 @@ fn counters_are_exact_after_n_requests() {
     let p = Proxy::start(&two_colors(&[m.addr(b)], &[m.addr(g)], (100, 0), extra));
     let before = p.metrics();
     assert!(
-        before.contains("blueshift_requests_total{color=\"blue\",status=\"200\"} 0"),
+        before.contains(
+            "blueshift_requests_total{color=\"blue\",route=\"default\",status=\"200\"} 0"
+        ),
         "zero series from the first scrape"
     );
-    assert!(before.contains("blueshift_rollbacks_total{color=\"green\",reason=\"error_rate\"} 0"));
+    assert!(before.contains(
+        "blueshift_rollbacks_total{color=\"green\",reason=\"error_rate\",route=\"default\"} 0"
+    ));
     for _ in 0..25 {
         p.get("/predict", &[]);
     }
@@ -164,17 +168,17 @@ fn counters_are_exact_after_n_requests() {
         p.get("/predict", &[("x-blueshift-color", "nope")]);
     }
     let t = p.wait_metrics(&[
-        "blueshift_requests_total{color=\"blue\",status=\"200\"} 25",
-        "blueshift_requests_total{color=\"green\",status=\"500\"} 4",
-        "blueshift_requests_total{color=\"none\",status=\"503\"} 3",
-        "blueshift_request_duration_seconds_count{color=\"blue\"} 25",
-        "blueshift_request_duration_seconds_count{color=\"green\"} 4",
-        "blueshift_rollout_state{state=\"steady\"} 1",
+        "blueshift_requests_total{color=\"blue\",route=\"default\",status=\"200\"} 25",
+        "blueshift_requests_total{color=\"green\",route=\"default\",status=\"500\"} 4",
+        "blueshift_requests_total{color=\"none\",route=\"default\",status=\"503\"} 3",
+        "blueshift_request_duration_seconds_count{color=\"blue\",route=\"default\"} 25",
+        "blueshift_request_duration_seconds_count{color=\"green\",route=\"default\"} 4",
+        "blueshift_rollout_state{route=\"default\",state=\"steady\"} 1",
         "blueshift_policy_revision 1",
     ]);
     assert!(
         t.contains(&format!(
-            "blueshift_backend_healthy{{backend=\"{}\",color=\"blue\"}} 1",
+            "blueshift_backend_healthy{{backend=\"{}\",color=\"blue\",route=\"default\"}} 1",
             m.addr(b)
         )),
         "{t}"
@@ -264,9 +268,9 @@ fn metrics_pass_promtool_and_dashboard_and_alerts_name_only_real_metrics() {
         p.get(&format!("/predict?id={i}"), &[]);
     }
     p.wait_metrics(&[
-        "blueshift_prediction_score_count{color=\"blue\"}",
-        "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\"}",
-        "blueshift_grpc_responses_total{code=\"OK\",color=\"grpc\"}",
+        "blueshift_prediction_score_count{color=\"blue\",route=\"default\"}",
+        "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\",route=\"default\"}",
+        "blueshift_grpc_responses_total{code=\"OK\",color=\"grpc\",route=\"default\"}",
         "blueshift_tls_certificate_expiry_seconds{listener=",
     ]);
     let o = promtool(&["check", "metrics"], Some(&p.metrics()));

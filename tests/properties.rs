@@ -125,10 +125,10 @@ fn quality() -> Quality {
     let text = DEMO.replace("{listen}", "127.0.0.1:1");
     config::parse_in(&text, Path::new("conf"))
         .ok()
-        .and_then(|p| p.quality)
+        .and_then(|mut p| p.routes.remove(0).quality)
         .or_else(|| {
             let minimal = "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\ncolors:\n  blue:\n    backends: [{addr: 127.0.0.1:3}]\nquality:\n  prediction: /prediction\n  score: /confidence\n";
-            config::parse(minimal).unwrap().quality
+            config::parse(minimal).unwrap().routes.remove(0).quality
         })
         .unwrap()
 }

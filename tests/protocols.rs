@@ -236,7 +236,9 @@ fn hundreds_of_requests_on_one_http2_connection_are_split_one_by_one() {
     let mut forced = tls;
     forced.extend(["-H".to_owned(), "x-blueshift-color: green".to_owned()]);
     assert_eq!(run(forced, &tls_url, 20), 20);
-    e.p.wait_metrics(&["blueshift_requests_total{color=\"blue\",status=\"200\"}"]);
+    e.p.wait_metrics(&[
+        "blueshift_requests_total{color=\"blue\",route=\"default\",status=\"200\"}",
+    ]);
 }
 
 #[test]

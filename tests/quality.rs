@@ -45,7 +45,9 @@ fn reason(s: &serde_json::Value) -> String {
 }
 
 fn counted_quality_rollback(p: &Proxy) {
-    p.wait_metrics(&["blueshift_rollbacks_total{color=\"green\",reason=\"quality\"} 1"]);
+    p.wait_metrics(&[
+        "blueshift_rollbacks_total{color=\"green\",reason=\"quality\",route=\"default\"} 1",
+    ]);
 }
 
 #[test]
@@ -81,10 +83,15 @@ fn two_healthy_colors_with_the_same_mix_are_never_rolled_back() {
         assert!(q["mean_score"].as_f64().unwrap() > 0.8, "{color}: {q}");
     }
     let metrics = p.metrics();
-    assert!(metrics.contains("blueshift_predictions_total{color=\"green\",label=\"positive\"}"));
-    assert!(metrics.contains("blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"}"));
-    assert!(metrics.contains("blueshift_prediction_score_count{color=\"green\"}"));
-    assert!(metrics.contains("blueshift_time_to_first_byte_seconds_count{color=\"blue\"}"));
+    assert!(metrics.contains(
+        "blueshift_predictions_total{color=\"green\",label=\"positive\",route=\"default\"}"
+    ));
+    assert!(metrics.contains(
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"valid\",route=\"default\"}"
+    ));
+    assert!(metrics.contains("blueshift_prediction_score_count{color=\"green\",route=\"default\"}"));
+    assert!(metrics
+        .contains("blueshift_time_to_first_byte_seconds_count{color=\"blue\",route=\"default\"}"));
 }
 
 #[test]
@@ -165,9 +172,9 @@ fn a_candidate_whose_200s_are_not_json_is_rolled_back_on_the_invalid_share() {
             && why.ends_with("not JSON or without /prediction)"),
         "{why}"
     );
-    assert!(p
-        .metrics()
-        .contains("blueshift_answers_inspected_total{color=\"green\",result=\"invalid\"}"));
+    assert!(p.metrics().contains(
+        "blueshift_answers_inspected_total{color=\"green\",result=\"invalid\",route=\"default\"}"
+    ));
     counted_quality_rollback(&p);
 }
 
@@ -249,8 +256,8 @@ fn answers_over_max_body_pass_byte_exact_and_are_counted_skipped() {
     // Under the limit the same kind of answer is read.
     assert_eq!(p.get("/big?bytes=1000", &[]).body.len(), 1000);
     p.wait_metrics(&[
-        "blueshift_answers_inspected_total{color=\"blue\",result=\"skipped\"} 1",
-        "blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 1",
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"skipped\",route=\"default\"} 1",
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"valid\",route=\"default\"} 1",
     ]);
     let q = &p.status()["colors"]["blue"]["quality"];
     assert_eq!(
@@ -272,10 +279,12 @@ fn an_answer_split_across_many_small_chunks_is_read_whole() {
         assert_eq!(r.status, 200);
         assert!(r.body.starts_with("{\"prediction\":"), "{}", r.body);
     }
-    p.wait_metrics(&["blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 5"]);
-    assert!(p
-        .metrics()
-        .contains("blueshift_answers_inspected_total{color=\"blue\",result=\"invalid\"} 0"));
+    p.wait_metrics(&[
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"valid\",route=\"default\"} 5",
+    ]);
+    assert!(p.metrics().contains(
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"invalid\",route=\"default\"} 0"
+    ));
 }
 
 /// Reads a chunked event stream from `addr`, noting when each `data:` event arrived.
@@ -334,7 +343,9 @@ fn streams_still_arrive_event_by_event_with_quality_on() {
             *at - first
         );
     }
-    p.wait_metrics(&["blueshift_answers_inspected_total{color=\"blue\",result=\"valid\"} 1"]);
+    p.wait_metrics(&[
+        "blueshift_answers_inspected_total{color=\"blue\",result=\"valid\",route=\"default\"} 1",
+    ]);
 }
 
 #[test]

@@ -18,7 +18,9 @@ fn rolled_back(s: &serde_json::Value) -> bool {
 
 /// Asserts that `blueshift_rollbacks_total` counted one rollback of green for `reason`.
 fn counted_once(p: &Proxy, reason: &str) {
-    let line = format!("blueshift_rollbacks_total{{color=\"green\",reason=\"{reason}\"}} 1");
+    let line = format!(
+        "blueshift_rollbacks_total{{color=\"green\",reason=\"{reason}\",route=\"default\"}} 1"
+    );
     assert!(p.metrics().contains(&line), "missing {line}");
 }
 
@@ -199,7 +201,7 @@ fn a_rollout_walks_three_steps_to_promoted() {
     assert_eq!(s["rollout"]["next_step_at"], serde_json::Value::Null);
     assert!(p
         .metrics()
-        .contains("blueshift_rollout_state{state=\"promoted\"} 1"));
+        .contains("blueshift_rollout_state{route=\"default\",state=\"promoted\"} 1"));
     for _ in 0..20 {
         assert_eq!(p.get("/predict", &[]).color(), "green");
     }
@@ -393,8 +395,8 @@ fn clients_that_hang_up_are_not_held_against_the_model() {
         });
     }
     p.wait_metrics(&[
-        "blueshift_requests_total{color=\"green\",status=\"error\"} 6",
-        "blueshift_requests_total{color=\"green\",status=\"200\"} 4",
+        "blueshift_requests_total{color=\"green\",route=\"default\",status=\"error\"} 6",
+        "blueshift_requests_total{color=\"green\",route=\"default\",status=\"200\"} 4",
     ]);
     assert_eq!(
         predictions(),

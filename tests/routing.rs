@@ -380,11 +380,11 @@ fn metrics_count_requests_per_color_and_status() {
         p.get("/predict", &[("x-blueshift-color", "green")]);
     }
     p.wait_metrics(&[
-        "blueshift_requests_total{color=\"blue\",status=\"200\"} 7",
-        "blueshift_requests_total{color=\"green\",status=\"200\"} 3",
-        "blueshift_request_duration_seconds_count{color=\"blue\"} 7",
-        "blueshift_color_weight{color=\"blue\"} 100",
-        "blueshift_color_weight{color=\"green\"} 0",
+        "blueshift_requests_total{color=\"blue\",route=\"default\",status=\"200\"} 7",
+        "blueshift_requests_total{color=\"green\",route=\"default\",status=\"200\"} 3",
+        "blueshift_request_duration_seconds_count{color=\"blue\",route=\"default\"} 7",
+        "blueshift_color_weight{color=\"blue\",route=\"default\"} 100",
+        "blueshift_color_weight{color=\"green\",route=\"default\"} 0",
     ]);
 }
 

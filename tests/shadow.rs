@@ -106,16 +106,20 @@ fn every_mirrored_request_reaches_the_shadow_as_the_serving_model_got_it() {
         );
     }
     // The shadow color serves no one and is counted apart from the clients' requests.
-    p.wait_metrics(&["blueshift_shadow_requests_total{color=\"green\",outcome=\"match\"} 25"]);
+    p.wait_metrics(&[
+        "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\",route=\"default\"} 25",
+    ]);
     let text = p.metrics();
     assert!(
-        !text.lines().any(
-            |l| l.starts_with("blueshift_requests_total{color=\"green\"") && !l.ends_with(" 0")
-        ),
+        !text.lines().any(|l| l
+            .starts_with("blueshift_requests_total{color=\"green\",route=\"default\"")
+            && !l.ends_with(" 0")),
         "{text}"
     );
     assert!(
-        text.contains("blueshift_requests_total{color=\"blue\",status=\"200\"} 25"),
+        text.contains(
+            "blueshift_requests_total{color=\"blue\",route=\"default\",status=\"200\"} 25"
+        ),
         "{text}"
     );
     let s = p.status();
@@ -185,7 +189,9 @@ fn a_disagreeing_shadow_is_rolled_back_for_quality_and_a_healthy_one_is_not() {
         why.contains("of the mirrored answers' labels differed from the served ones"),
         "{why}"
     );
-    p.wait_metrics(&["blueshift_rollbacks_total{color=\"green\",reason=\"quality\"} 1"]);
+    p.wait_metrics(&[
+        "blueshift_rollbacks_total{color=\"green\",reason=\"quality\",route=\"default\"} 1",
+    ]);
     assert_eq!(
         s["shadow"],
         serde_json::Value::Null,
@@ -211,8 +217,8 @@ fn bodies_over_max_body_are_not_mirrored_and_are_counted_skipped() {
     let small = request(p.addr, "POST", "/predict", &[], b"{\"text\":\"ok\"}").unwrap();
     assert_eq!(small.status, 200);
     p.wait_metrics(&[
-        "blueshift_shadow_requests_total{color=\"green\",outcome=\"skipped\"} 3",
-        "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\"} 1",
+        "blueshift_shadow_requests_total{color=\"green\",outcome=\"skipped\",route=\"default\"} 3",
+        "blueshift_shadow_requests_total{color=\"green\",outcome=\"match\",route=\"default\"} 1",
     ]);
     let got = m.servers[1].controls.recorded();
     assert_eq!(got.len(), 1, "only the small body was mirrored");
@@ -246,7 +252,7 @@ fn a_hung_shadow_holds_at_most_max_in_flight_mirrors_and_the_rest_are_skipped() 
         per_request < Duration::from_millis(50),
         "{per_request:?} a request"
     );
-    p.wait_metrics(&["blueshift_shadow_requests_total{color=\"green\",outcome=\"skipped\"} 412"]);
+    p.wait_metrics(&["blueshift_shadow_requests_total{color=\"green\",outcome=\"skipped\",route=\"default\"} 412"]);
     assert_eq!(
         m.servers[g].controls.predictions(),
         8,
@@ -266,7 +272,7 @@ fn a_hung_shadow_holds_at_most_max_in_flight_mirrors_and_the_rest_are_skipped() 
     assert_eq!(
         metric(
             &p,
-            "blueshift_shadow_requests_total{color=\"green\",outcome=\"error\"}"
+            "blueshift_shadow_requests_total{color=\"green\",outcome=\"error\",route=\"default\"}"
         ),
         0
     );

@@ -2,22 +2,27 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use blueshift::config::{self, Policy};
+use blueshift::config::{self, Route};
 use blueshift::control::rollout::{Event, Machine, Phase};
 use blueshift::judge::window::Summary;
+use blueshift::judge::StateName;
 use blueshift::judge::{limits::judge, Kind, Progress};
-use blueshift::route::snapshot::StateName;
 
 const S: Duration = Duration::from_secs(1);
 
-fn policy(rollout: bool) -> Policy {
+fn policy(rollout: bool) -> Route {
     let mut text = String::from(
         "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 90, green: 10}\n",
     );
     if rollout {
         text.push_str("rollout:\n  candidate: green\n  steps:\n    - {weight: 10, hold: 30s}\n    - {weight: 50, hold: 30s}\n    - {weight: 100, hold: 30s}\n");
     }
-    config::parse(&text).unwrap()
+    route(&text)
+}
+
+/// The one route of a policy without `routes:`.
+fn route(text: &str) -> Route {
+    config::parse(text).unwrap().routes.remove(0)
 }
 
 fn breach(color: &str) -> Event {
@@ -33,7 +38,7 @@ fn tick() -> Event {
     Event::Tick(Progress::default())
 }
 
-fn on(m: &mut Machine, p: &Policy, e: Event, at: Instant) -> Result<(), String> {
+fn on(m: &mut Machine, p: &Route, e: Event, at: Instant) -> Result<(), String> {
     m.on(p, e, at, SystemTime::now())
 }
 
@@ -301,11 +306,10 @@ fn the_judge_needs_min_requests_and_names_the_numbers() {
     assert_eq!(kind, Kind::Latency, "no answer at all, 20 waiting");
 }
 
-fn shadow_policy() -> Policy {
-    config::parse(
+fn shadow_policy() -> Route {
+    route(
         "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 100, green: 0}\nrollout:\n  candidate: green\n  steps:\n    - {shadow: 50, hold: 10s, min_requests: 100}\n    - {weight: 10, hold: 10s, min_requests: 20}\n    - {weight: 100, hold: 10s}\n",
     )
-    .unwrap()
 }
 
 fn progress(requests: u64, compared: u64) -> Event {
@@ -433,7 +437,7 @@ fn a_standing_shadow_mirrors_until_its_color_is_rolled_back() {
         "listen: 127.0.0.1:1\ncolors:\n  blue: {backends: [{addr: 127.0.0.1:2}]}\n  green: {backends: [{addr: 127.0.0.1:3}]}\nstable: blue\nsplit: {blue: 100, green: 0}\n",
     );
     text.push_str("shadow: {color: green, percent: 25}\n");
-    let p = config::parse(&text).unwrap();
+    let p = route(&text);
     let t0 = Instant::now();
     let mut m = Machine::new(&p, t0);
     assert_eq!(m.mirror(&p).map(|m| (m.color, m.percent)), Some((1, 25)));

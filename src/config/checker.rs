@@ -15,6 +15,8 @@ pub(super) struct Checker<'a> {
     pub(super) problems: &'a mut Vec<Problem>,
     /// Relative paths in the policy are relative to its directory.
     pub(super) base: &'a std::path::Path,
+    /// Put before every message: which route is being checked (`route `llama`: `), or nothing.
+    pub(super) prefix: String,
 }
 
 pub(super) fn at(span: &Span) -> Option<(usize, usize)> {
@@ -25,7 +27,7 @@ impl Checker<'_> {
     pub(super) fn report(&mut self, span: &Span, message: String) {
         self.problems.push(Problem {
             at: at(span),
-            message,
+            message: format!("{}{message}", self.prefix),
         });
     }
 

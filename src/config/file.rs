@@ -12,25 +12,64 @@ use serde::Deserialize;
 /// A spanned string, the most common leaf.
 pub type Text = Spanned<String>;
 
-/// The whole policy file.
+/// The whole policy file. Without `routes`, its per-model keys (`colors` to `rollout`) are the
+/// one route named `default`; with `routes`, they belong in each route instead.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     pub listen: Option<Spanned<Listen>>,
     pub admin: Option<Text>,
+    pub routing: Option<Spanned<RoutingFile>>,
+    pub routes: Option<Spanned<Vec<Spanned<RouteFile>>>>,
     pub colors: Option<Spanned<IndexMap<Text, ColorFile>>>,
     pub stable: Option<Text>,
     pub split: Option<Spanned<IndexMap<Text, Spanned<i64>>>>,
     pub affinity: Option<Spanned<AffinityFile>>,
     pub override_header: Option<Text>,
     pub health: Option<HealthFile>,
-    pub rollback: Option<RollbackFile>,
+    pub rollback: Option<Spanned<RollbackFile>>,
     pub rollout: Option<Spanned<RolloutFile>>,
     pub timeouts: Option<TimeoutsFile>,
     pub quality: Option<Spanned<QualityFile>>,
     pub shadow: Option<Spanned<ShadowFile>>,
     pub state_file: Option<Text>,
     pub access_log: Option<Spanned<bool>>,
+}
+
+/// `routing:`: how a request body's model field is read for `match.model`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingFile {
+    pub model_field: Option<Text>,
+    pub max_body: Option<Text>,
+}
+
+/// One entry of `routes:`: a name, what it matches, and everything that is per model.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: Option<Text>,
+    #[serde(rename = "match")]
+    pub matches: Option<Spanned<MatchFile>>,
+    pub colors: Option<Spanned<IndexMap<Text, ColorFile>>>,
+    pub stable: Option<Text>,
+    pub split: Option<Spanned<IndexMap<Text, Spanned<i64>>>>,
+    pub affinity: Option<Spanned<AffinityFile>>,
+    pub override_header: Option<Text>,
+    pub rollback: Option<Spanned<RollbackFile>>,
+    pub rollout: Option<Spanned<RolloutFile>>,
+    pub quality: Option<Spanned<QualityFile>>,
+    pub shadow: Option<Spanned<ShadowFile>>,
+}
+
+/// A route's `match:`; every key given must hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    pub host: Option<Text>,
+    pub path_prefix: Option<Text>,
+    pub headers: Option<Spanned<IndexMap<Text, Text>>>,
+    pub model: Option<Text>,
 }
 
 /// `listen` takes one entry or a list of them; an entry is `host:port` or `{addr, tls}`.

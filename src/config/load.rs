@@ -12,11 +12,25 @@ use marked_yaml::{LoadError, LoaderOptions, Marker, Node};
 use super::file::PolicyFile;
 use super::{validate, Policy, Problem, Problems};
 
+/// A valid policy, and what is worth a warning in it (a route that can never match).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The policy.
+    pub policy: Policy,
+    /// Each with `line:column`, in file order.
+    pub warnings: Vec<Problem>,
+}
+
 /// More structural errors than this in one file are not worth listing one by one.
 const MAX_STRUCTURAL_ERRORS: usize = 32;
 
 /// Reads and parses a policy file.
 pub fn read_file(path: &Path) -> Result<Policy, Problems> {
+    read_checked(path).map(|c| c.policy)
+}
+
+/// Reads and parses a policy file, with its warnings.
+pub fn read_checked(path: &Path) -> Result<Checked, Problems> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Problems(vec![Problem {
             at: None,
@@ -27,7 +41,7 @@ pub fn read_file(path: &Path) -> Result<Policy, Problems> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    parse_in(&text, dir)
+    check_in(&text, dir)
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -45,6 +59,11 @@ pub fn parse(text: &str) -> Result<Policy, Problems> {
 
 /// Parses and validates policy text whose relative paths are relative to `dir`.
 pub fn parse_in(text: &str, dir: &Path) -> Result<Policy, Problems> {
+    check_in(text, dir).map(|c| c.policy)
+}
+
+/// [`parse_in`], with the warnings of a valid policy.
+pub fn check_in(text: &str, dir: &Path) -> Result<Checked, Problems> {
     if text.trim().is_empty() {
         return Err(Problems(vec![Problem {
             at: None,
@@ -122,15 +141,17 @@ pub fn parse_in(text: &str, dir: &Path) -> Result<Policy, Problems> {
             }
         }
     }
-    let policy = file.and_then(|f| validate::validate(f, dir, &mut problems));
+    let mut warnings = Vec::new();
+    let policy = file.and_then(|f| validate::validate(f, dir, &mut problems, &mut warnings));
     problems.retain(|p| {
         !cut_paths
             .iter()
-            .any(|cut| follows_from_cut(cut, &p.message))
+            .any(|cut| follows_from_cut(&node, cut, &p.message))
     });
     problems.sort_by_key(|p| p.at.unwrap_or((0, 0)));
+    warnings.sort_by_key(|p| p.at.unwrap_or((0, 0)));
     match policy {
-        Some(p) if problems.is_empty() => Ok(p),
+        Some(policy) if problems.is_empty() => Ok(Checked { policy, warnings }),
         _ => Err(Problems(problems)),
     }
 }
@@ -183,7 +204,32 @@ fn path_segments(path: &str) -> Vec<String> {
 
 /// Whether a validation problem only restates that a part cut out for a structural error is
 /// gone: the key is not also "required", and with a color cut, nothing also names "no color".
-fn follows_from_cut(cut: &str, message: &str) -> bool {
+/// A cut inside `routes[i]` is about that route's problems only (`route `name`: ...`).
+fn follows_from_cut(node: &Node, cut: &str, message: &str) -> bool {
+    if let Some(rest) = cut.strip_prefix("routes[") {
+        let Some((i, inner)) = rest.split_once(']') else {
+            return false;
+        };
+        let name = node.as_mapping().and_then(|m| {
+            m.get("routes")?
+                .as_sequence()?
+                .get(i.parse::<usize>().ok()?)?
+                .as_mapping()?
+                .get("name")?
+                .as_scalar()
+                .map(|s| s.as_str().trim().to_owned())
+        });
+        let prefix = match name {
+            Some(n) => format!("route `{n}`: "),
+            None => format!("routes[{i}]: "),
+        };
+        let inner = inner.trim_start_matches('.');
+        return match message.strip_prefix(&prefix) {
+            Some(m) if inner.is_empty() => !m.is_empty(),
+            Some(m) => follows_from_cut(node, inner, m),
+            None => false,
+        };
+    }
     if message.starts_with(&format!("`{cut}` is required")) {
         return true;
     }

@@ -11,7 +11,9 @@ mod edge;
 pub mod file;
 mod gates;
 mod load;
+mod matching;
 mod pointer;
+mod route;
 mod steps;
 mod validate;
 
@@ -24,7 +26,8 @@ use http::HeaderName;
 
 pub use pointer::{visit_pair, NotJson, Pointer};
 
-pub use load::{parse, parse_in, read_file};
+pub use load::{check_in, parse, parse_in, read_checked, read_file, Checked};
+pub use matching::{covers, header_is};
 
 /// A validated routing policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +36,42 @@ pub struct Policy {
     pub listen: Vec<Listener>,
     /// Admin API and `/metrics` listener.
     pub admin: SocketAddr,
+    /// Active health checks: the defaults every color's checks start from.
+    pub health: Health,
+    /// Timeouts towards the backends and the clients.
+    pub timeouts: Timeouts,
+    /// How a request body's model field is read, for routes that match on it.
+    pub routing: Routing,
+    /// The routes, tried in order; at least one. A policy without `routes:` has one, named
+    /// [`DEFAULT_ROUTE`], that takes every request.
+    pub routes: Vec<Route>,
+    /// Whether the file listed `routes:` (else its top-level keys made the one route).
+    pub listed_routes: bool,
+    /// Where rollback/rollout state survives restarts.
+    pub state_file: Option<PathBuf>,
+    /// Log one line per proxied request.
+    pub access_log: bool,
+}
+
+/// The name of the one route of a policy without `routes:`.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// How `match.model` reads a request: the JSON body's field, from bodies up to a size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    /// Where the model's name is in a JSON request body (`/model`, as OpenAI-style clients send).
+    pub model_field: Pointer,
+    /// Bodies larger than this are not read (and match no `model`).
+    pub max_body: usize,
+}
+
+/// One model behind the edge: what requests it takes, and its colors, split and rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Matches `[a-z0-9-]+`, unique in the policy.
+    pub name: String,
+    /// What a request must be for this route to take it (every condition given).
+    pub matches: Match,
     /// Colors in file order; indexes into this are used everywhere else.
     pub colors: Vec<Color>,
     /// Index of the stable color.
@@ -43,26 +82,47 @@ pub struct Policy {
     pub affinity: Option<Affinity>,
     /// Header that forces a color, if configured.
     pub override_header: Option<HeaderName>,
-    /// Active health checks.
-    pub health: Health,
     /// Automatic rollback limits.
     pub rollback: RollbackLimits,
     /// Progressive rollout of one candidate, if configured.
     pub rollout: Option<Rollout>,
-    /// Timeouts towards the backends and the clients.
-    pub timeouts: Timeouts,
     /// Quality gates on what the models answer, if configured.
     pub quality: Option<Quality>,
     /// A standing mirror of live requests to a color, if configured.
     pub shadow: Option<Mirror>,
     /// How mirroring works, for the standing mirror and a rollout's shadow steps.
     pub mirroring: Mirroring,
-    /// Where rollback/rollout state survives restarts.
-    pub state_file: Option<PathBuf>,
-    /// Log one line per proxied request.
-    pub access_log: bool,
 }
 
+/// A route's `match:`: every condition given must hold; none at all takes every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Match {
+    /// The request's host (its `Host`, or HTTP/2's `:authority`), without the port.
+    pub host: Option<Host>,
+    /// The path starts with these segments (`/v1/chat` takes `/v1/chat` and `/v1/chat/x`,
+    /// not `/v1/chatx`); no trailing `/`.
+    pub path_prefix: Option<String>,
+    /// Headers that must be present with exactly these values.
+    pub headers: Vec<(HeaderName, String)>,
+    /// The JSON body's model field (see [`Routing`]) must be this string.
+    pub model: Option<String>,
+}
+
+/// What `match.host` takes: one host, or every host under a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// `ranker.internal`, lowercase.
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`: any host ending so (not `example.com` itself).
+    Suffix(String),
+}
+
+impl Match {
+    /// Whether this match takes every request.
+    pub fn is_catch_all(&self) -> bool {
+        *self == Match::default()
+    }
+}
 /// A proxy listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -97,7 +157,7 @@ pub struct Color {
 }
 
 /// How blueshift speaks to a color's backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// HTTP/1.1 in cleartext.
     Http1,
@@ -132,7 +192,7 @@ impl Protocol {
 }
 
 /// TLS settings towards a color's backends.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// Server name to send and verify; default: the backend's host as written.
     pub sni: Option<String>,
@@ -163,7 +223,7 @@ pub struct Affinity {
 }
 
 /// Active health check settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Health {
     /// Path probed with `GET`.
     pub path: String,
@@ -309,6 +369,41 @@ impl Default for Timeouts {
 }
 
 impl Policy {
+    /// Index of the route with this name.
+    pub fn route_index(&self, name: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.name == name)
+    }
+
+    /// The route an operator names, or the only one when none is named.
+    pub fn route_named(&self, name: Option<&str>) -> Result<usize, NoRoute> {
+        let names = || {
+            let all: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
+            all.join(", ")
+        };
+        match name {
+            Some(n) => self.route_index(n).ok_or_else(|| {
+                NoRoute::Unknown(format!("there is no route `{n}` (the routes: {})", names()))
+            }),
+            None if self.routes.len() == 1 => Ok(0),
+            None => Err(NoRoute::Unnamed(format!(
+                "this policy has {} routes ({}): name one with ?route=NAME",
+                self.routes.len(),
+                names()
+            ))),
+        }
+    }
+}
+
+/// Why [`Policy::route_named`] found no route, as a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    /// The name is no route's.
+    Unknown(String),
+    /// No name, and there are several routes.
+    Unnamed(String),
+}
+
+impl Route {
     /// Index of the color with this name.
     pub fn color_index(&self, name: &str) -> Option<usize> {
         self.colors.iter().position(|c| c.name == name)
@@ -317,6 +412,11 @@ impl Policy {
     /// Name of the stable color.
     pub fn stable_name(&self) -> &str {
         &self.colors[self.stable].name
+    }
+
+    /// Whether the route asks for the request body's model field.
+    pub fn reads_model(&self) -> bool {
+        self.matches.model.is_some()
     }
 }
 

@@ -57,6 +57,11 @@ impl Pointer {
         &self.text
     }
 
+    /// Whether it has a `*` segment (and so may reach several values).
+    pub fn has_wildcard(&self) -> bool {
+        self.tail.is_some()
+    }
+
     /// Calls `found` with every value the pointer reaches in a parsed `doc`: the reference the
     /// raw walk ([`Pointer::visit_text`]) is tested against.
     #[cfg(test)]

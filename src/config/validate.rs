@@ -1,19 +1,31 @@
-//! The semantic checks: from [`PolicyFile`] to [`Policy`], recording every problem found.
+//! The semantic checks: from [`PolicyFile`] to [`Policy`], recording every problem found, and the
+//! warnings of a valid policy (routes that can never match).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use marked_yaml::{Span, Spanned};
 
-use super::checker::{valid_cookie_name, Checker};
+use super::checker::{valid_color_name, Checker};
+use super::file::{self, PolicyFile, RouteFile};
+use super::route::{Context, Keys};
+use super::{Health, Match, Pointer, Policy, Problem, Route, Routing, Timeouts, DEFAULT_ROUTE};
 
-use super::file::{self, PolicyFile};
-use super::{Affinity, Color, Health, LatencyMode, Policy, Problem, RollbackLimits, Timeouts};
+/// Default `routing.max_body`: an LLM request with a long conversation fits.
+const MAX_MODEL_BODY: usize = 1 << 20;
 
-/// Returns the policy if the file made one; problems are appended either way.
-pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) -> Option<Policy> {
-    let mut c = Checker { problems, base };
+/// Returns the policy if the file made one; problems and warnings are appended either way.
+pub(super) fn validate(
+    f: PolicyFile,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) -> Option<Policy> {
+    let mut c = Checker {
+        problems,
+        base,
+        prefix: String::new(),
+    };
     // Missing keys have no position of their own.
     let top = Span::new_blank();
 
@@ -23,104 +35,236 @@ pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) 
     };
     let listen = super::edge::listeners(&mut c, f.listen.as_ref(), admin, f.admin.as_ref());
     let health = super::colors::health(&mut c, "health", f.health.as_ref(), &Health::default());
-
-    let mut colors = Vec::new();
-    match &f.colors {
-        None => c.report(
-            &top,
-            "`colors` is required: name at least one pool of backends".into(),
-        ),
-        Some(map) if map.is_empty() => {
-            c.report(map.span(), "colors: name at least one color".into())
+    let routing = routing(&mut c, f.routing.as_deref());
+    let routes = match &f.routes {
+        None => {
+            let keys = top_level_keys(&f);
+            let cx = Context {
+                name: DEFAULT_ROUTE.to_owned(),
+                at: top,
+                health: &health,
+                default_cookie: None,
+                matches: Match::default(),
+            };
+            super::route::route(&mut c, &keys, cx).map(|r| vec![r])
         }
-        Some(map) => {
-            for (name, color) in map.iter() {
-                colors.push(super::colors::color(&mut c, name, color, &health));
-            }
-        }
-    }
-    let index = |name: &str| colors.iter().position(|col: &Color| col.name == name);
-
-    let stable = match (&f.stable, colors.len()) {
-        (Some(s), _) => match index(s.trim()) {
-            Some(i) => Some(i),
-            None => {
-                c.report(s.span(), format!("stable: there is no color `{}`", &**s));
-                None
-            }
-        },
-        (None, 1) => Some(0),
-        (None, 0) => None,
-        (None, _) => {
-            c.report(&top, "`stable` is required with 2 or more colors: name the color that takes the traffic of a rolled-back one".into());
-            None
+        Some(list) => {
+            misplaced(&mut c, &f);
+            routes(&mut c, list, &health, warnings)
         }
     };
-
-    let mut split = vec![0u32; colors.len()];
-    match &f.split {
-        Some(map) => {
-            for (name, w) in map.iter() {
-                let i = index(name.trim());
-                if i.is_none() {
-                    c.report(
-                        name.span(),
-                        format!("split: there is no color `{}`", &**name),
-                    );
-                }
-                let w = match u32::try_from(**w) {
-                    Ok(w) => w,
-                    Err(_) => {
-                        c.report(
-                            w.span(),
-                            format!(
-                                "split: weight of `{}` must be a whole number >= 0, not {}",
-                                &**name, **w
-                            ),
-                        );
-                        continue;
-                    }
-                };
-                if let Some(i) = i {
-                    split[i] = w;
-                }
-            }
-            if !map.is_empty() && map.values().all(|w| **w == 0) {
-                c.report(
-                    map.span(),
-                    "split: at least one color needs a weight above 0".into(),
-                );
-            }
-            if map.is_empty() {
-                c.report(map.span(), "split: give each color a weight".into());
-            }
+    let timeouts = timeouts(&mut c, f.timeouts.as_ref());
+    let state_file = f.state_file.as_ref().and_then(|s| {
+        if s.trim().is_empty() {
+            c.report(s.span(), "state_file: give a path".into());
+            None
+        } else {
+            Some(PathBuf::from(s.trim()))
         }
-        None if colors.len() == 1 => split[0] = 100,
-        None if colors.len() > 1 => c.report(
-            &top,
-            "`split` is required with 2 or more colors (e.g. split: {blue: 90, green: 10})".into(),
-        ),
-        None => {}
-    }
+    });
+    Some(Policy {
+        listen,
+        admin: admin?,
+        health,
+        timeouts,
+        routing,
+        listed_routes: f.routes.is_some(),
+        routes: routes?,
+        state_file,
+        access_log: f.access_log.map(|b| *b).unwrap_or(false),
+    })
+}
 
-    let affinity = f.affinity.as_ref().map(|a| affinity(&mut c, a));
-    let override_header = f
-        .override_header
-        .as_ref()
-        .and_then(|h| c.header("override_header", h));
-    let rollback = rollback(&mut c, f.rollback.as_ref());
-    let rollout = f
-        .rollout
-        .as_ref()
-        .and_then(|r| super::steps::rollout(&mut c, r, &colors, stable));
-    let t = f.timeouts.as_ref();
+fn top_level_keys(f: &PolicyFile) -> Keys<'_> {
+    Keys {
+        colors: f.colors.as_ref(),
+        stable: f.stable.as_ref(),
+        split: f.split.as_ref(),
+        affinity: f.affinity.as_ref(),
+        override_header: f.override_header.as_ref(),
+        rollback: f.rollback.as_ref(),
+        rollout: f.rollout.as_ref(),
+        quality: f.quality.as_ref(),
+        shadow: f.shadow.as_ref(),
+    }
+}
+
+fn route_keys(r: &RouteFile) -> Keys<'_> {
+    Keys {
+        colors: r.colors.as_ref(),
+        stable: r.stable.as_ref(),
+        split: r.split.as_ref(),
+        affinity: r.affinity.as_ref(),
+        override_header: r.override_header.as_ref(),
+        rollback: r.rollback.as_ref(),
+        rollout: r.rollout.as_ref(),
+        quality: r.quality.as_ref(),
+        shadow: r.shadow.as_ref(),
+    }
+}
+
+/// With `routes:`, a per-model key at the top level belongs in the routes.
+fn misplaced(c: &mut Checker, f: &PolicyFile) {
+    let spans: [(&str, Option<&Span>); 9] = [
+        ("colors", f.colors.as_ref().map(|x| x.span())),
+        ("stable", f.stable.as_ref().map(|x| x.span())),
+        ("split", f.split.as_ref().map(|x| x.span())),
+        ("affinity", f.affinity.as_ref().map(|x| x.span())),
+        (
+            "override_header",
+            f.override_header.as_ref().map(|x| x.span()),
+        ),
+        ("rollback", f.rollback.as_ref().map(|x| x.span())),
+        ("rollout", f.rollout.as_ref().map(|x| x.span())),
+        ("quality", f.quality.as_ref().map(|x| x.span())),
+        ("shadow", f.shadow.as_ref().map(|x| x.span())),
+    ];
+    for (key, span) in spans {
+        if let Some(span) = span {
+            c.report(
+                span,
+                format!("`{key}` belongs in a route when the policy has `routes:` (each route has its own)"),
+            );
+        }
+    }
+}
+
+/// `routes:`: each route checked, names unique, cookies not shared; warnings for routes that
+/// can never match.
+fn routes(
+    c: &mut Checker,
+    list: &Spanned<Vec<Spanned<RouteFile>>>,
+    health: &Health,
+    warnings: &mut Vec<Problem>,
+) -> Option<Vec<Route>> {
+    if list.is_empty() {
+        c.report(list.span(), "routes: give at least one route".into());
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut spans = Vec::new();
+    let mut complete = true;
+    for (i, r) in list.iter().enumerate() {
+        let name = match &r.name {
+            None => {
+                c.report(r.span(), format!("routes[{i}]: give the route a `name`"));
+                None
+            }
+            Some(n) if !valid_color_name(n.trim()) => {
+                c.report(
+                    n.span(),
+                    format!(
+                        "routes[{i}]: `{}` is not a route name: use only a-z, 0-9 and -",
+                        &**n
+                    ),
+                );
+                None
+            }
+            Some(n) if out.iter().any(|o: &Route| o.name == n.trim()) => {
+                c.report(
+                    n.span(),
+                    format!("routes: two routes are named `{}`", n.trim()),
+                );
+                None
+            }
+            Some(n) => Some(n.trim().to_owned()),
+        };
+        let at = *r.name.as_ref().map_or(r.span(), |n| n.span());
+        c.prefix = match &name {
+            Some(n) => format!("route `{n}`: "),
+            None => format!("routes[{i}]: "),
+        };
+        let matches = super::matching::matches(c, r.matches.as_ref());
+        let cx = Context {
+            name: name.clone().unwrap_or_default(),
+            at,
+            health,
+            default_cookie: name.as_ref().map(|n| format!("blueshift-{n}")),
+            matches,
+        };
+        let route = super::route::route(c, &route_keys(r), cx);
+        c.prefix.clear();
+        match (route, name) {
+            (Some(route), Some(_)) => {
+                spans.push(at);
+                out.push(route);
+            }
+            _ => complete = false,
+        }
+    }
+    shared_cookies(c, &out, list);
+    if !complete {
+        return None;
+    }
+    warnings.extend(super::matching::shadowed(&out, &spans));
+    Some(out)
+}
+
+/// Two routes that pin sessions with one cookie would read each other's pins.
+fn shared_cookies(c: &mut Checker, routes: &[Route], list: &Spanned<Vec<Spanned<RouteFile>>>) {
+    let cookie = |r: &Route| r.affinity.as_ref().and_then(|a| a.cookie.clone());
+    for (j, later) in routes.iter().enumerate() {
+        let Some(name) = cookie(later) else { continue };
+        if let Some(earlier) = routes[..j]
+            .iter()
+            .find(|r| cookie(r).as_ref() == Some(&name))
+        {
+            let at = list
+                .iter()
+                .find(|f| f.name.as_ref().is_some_and(|n| n.trim() == later.name))
+                .and_then(|f| f.affinity.as_ref())
+                .map_or(*list.span(), |a| *a.span());
+            c.report(
+                &at,
+                format!(
+                    "route `{}`: affinity: routes `{}` and `{}` would both pin sessions with cookie `{name}`: give each route its own (or leave `cookie` out: blueshift-<route>)",
+                    later.name, earlier.name, later.name
+                ),
+            );
+        }
+    }
+}
+
+/// `routing:`.
+fn routing(c: &mut Checker, r: Option<&file::RoutingFile>) -> Routing {
+    let default = || Pointer::parse("/model").expect("a valid pointer");
+    let model_field = match r.and_then(|r| r.model_field.as_ref()) {
+        None => default(),
+        Some(v) => match Pointer::parse(v.trim()) {
+            Ok(p) if p.has_wildcard() => {
+                c.report(
+                    v.span(),
+                    format!(
+                        "routing.model_field: `{}` names one value: no * segment",
+                        &**v
+                    ),
+                );
+                default()
+            }
+            Ok(p) => p,
+            Err(why) => {
+                c.report(v.span(), format!("routing.model_field: `{}` {why}", &**v));
+                default()
+            }
+        },
+    };
+    Routing {
+        model_field,
+        max_body: c.size(
+            "routing.max_body",
+            r.and_then(|r| r.max_body.as_ref()),
+            MAX_MODEL_BODY,
+        ),
+    }
+}
+
+fn timeouts(c: &mut Checker, t: Option<&file::TimeoutsFile>) -> Timeouts {
     let d = Timeouts::default();
     // Each key of `timeouts`: its value if given (and valid), else the default.
-    let mut timeout =
-        |key: &str, pick: fn(&super::file::TimeoutsFile) -> Option<&super::file::Text>, default| {
-            c.duration(key, t.and_then(pick), default)
-        };
-    let timeouts = Timeouts {
+    let mut timeout = |key: &str, pick: fn(&file::TimeoutsFile) -> Option<&file::Text>, default| {
+        c.duration(key, t.and_then(pick), default)
+    };
+    Timeouts {
         connect: timeout("timeouts.connect", |t| t.connect.as_ref(), d.connect),
         read: timeout("timeouts.read", |t| t.read.as_ref(), d.read),
         client_header: timeout(
@@ -139,117 +283,5 @@ pub(super) fn validate(f: PolicyFile, base: &Path, problems: &mut Vec<Problem>) 
             d.client_send,
         ),
         keepalive: timeout("timeouts.keepalive", |t| t.keepalive.as_ref(), d.keepalive),
-    };
-    let quality = f
-        .quality
-        .as_ref()
-        .and_then(|q| super::gates::quality(&mut c, q));
-    let has_shadow_step = f
-        .rollout
-        .as_ref()
-        .is_some_and(|r| r.steps.iter().any(|s| s.shadow.is_some()));
-    let (shadow, mirroring) =
-        super::gates::shadow(&mut c, f.shadow.as_ref(), &colors, stable, has_shadow_step);
-    let state_file = f.state_file.as_ref().and_then(|s| {
-        if s.trim().is_empty() {
-            c.report(s.span(), "state_file: give a path".into());
-            None
-        } else {
-            Some(PathBuf::from(s.trim()))
-        }
-    });
-
-    Some(Policy {
-        listen,
-        admin: admin?,
-        stable: stable?,
-        colors,
-        split,
-        affinity: affinity.flatten(),
-        override_header,
-        health,
-        rollback,
-        rollout,
-        timeouts,
-        quality,
-        shadow,
-        mirroring,
-        state_file,
-        access_log: f.access_log.map(|b| *b).unwrap_or(false),
-    })
-}
-
-fn affinity(c: &mut Checker, a: &Spanned<file::AffinityFile>) -> Option<Affinity> {
-    let cookie = a.cookie.as_ref().and_then(|k| {
-        if valid_cookie_name(k.trim()) {
-            Some(k.trim().to_owned())
-        } else {
-            c.report(
-                k.span(),
-                format!("affinity.cookie: `{}` is not a valid cookie name", &**k),
-            );
-            None
-        }
-    });
-    let header = a
-        .header
-        .as_ref()
-        .and_then(|h| c.header("affinity.header", h));
-    let max_age = c.duration(
-        "affinity.max_age",
-        a.max_age.as_ref(),
-        Duration::from_secs(3600),
-    );
-    if a.cookie.is_none() && a.header.is_none() {
-        c.report(a.span(), "affinity: set `cookie`, `header` or both".into());
-        return None;
-    }
-    Some(Affinity {
-        cookie,
-        max_age,
-        header,
-    })
-}
-
-fn rollback(c: &mut Checker, r: Option<&file::RollbackFile>) -> RollbackLimits {
-    let max_error_rate = c.share(
-        "rollback.max_error_rate",
-        r.and_then(|r| r.max_error_rate.as_ref()),
-        0.05,
-    );
-    let min_requests = c.count(
-        "rollback.min_requests",
-        r.and_then(|r| r.min_requests.as_ref()),
-        20,
-        1,
-    );
-    let latency = match r.and_then(|r| r.latency.as_ref()) {
-        None => LatencyMode::Total,
-        Some(v) => match v.trim() {
-            "total" => LatencyMode::Total,
-            "first_byte" => LatencyMode::FirstByte,
-            other => {
-                c.report(
-                    v.span(),
-                    format!("rollback.latency: `{other}` is not total or first_byte"),
-                );
-                LatencyMode::Total
-            }
-        },
-    };
-    RollbackLimits {
-        max_error_rate,
-        max_p99_latency: c.duration(
-            "rollback.max_p99_latency",
-            r.and_then(|r| r.max_p99_latency.as_ref()),
-            Duration::from_secs(2),
-        ),
-        window: c.duration(
-            "rollback.window",
-            r.and_then(|r| r.window.as_ref()),
-            Duration::from_secs(30),
-        ),
-        min_requests: u64::from(min_requests),
-        latency,
     }
 }

@@ -1,8 +1,10 @@
-//! The state file: rollbacks and the rollout's phase, written atomically on every transition
-//! and restored at start, so a restart never sends traffic back to a known-bad candidate.
+//! The state file: each route's rollbacks and rollout phase, written atomically on every
+//! transition and restored at start, so a restart never sends traffic back to a known-bad
+//! candidate.
 //!
 //! Each saved piece carries a fingerprint of the policy it belongs to (a color's backends, the
-//! rollout's steps); a piece whose policy changed meanwhile is not restored.
+//! rollout's steps); a piece whose policy changed meanwhile is not restored. Files written before
+//! routes (version 1) hold the one route of a policy without `routes:`, `default`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,15 +13,27 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Policy;
+use crate::config::{Policy, Route, DEFAULT_ROUTE};
 use crate::control::rollout::{Machine, Phase, RolledBack};
 use crate::judge::Kind;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Saved {
     version: u32,
+    routes: BTreeMap<String, SavedRoute>,
+}
+
+/// Version 1: one route's state at the top level.
+#[derive(Deserialize)]
+struct SavedV1 {
+    #[serde(flatten)]
+    route: SavedRoute,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedRoute {
     /// The rollout it was saved under; the phase only applies to the same rollout.
     rollout: Option<String>,
     phase: SavedPhase,
@@ -44,8 +58,8 @@ struct SavedRollback {
     at_unix: u64,
 }
 
-fn backends_of(p: &Policy, color: &str) -> Option<String> {
-    let c = p.colors.iter().find(|c| c.name == color)?;
+fn backends_of(r: &Route, color: &str) -> Option<String> {
+    let c = r.colors.iter().find(|c| c.name == color)?;
     Some(
         c.backends
             .iter()
@@ -55,9 +69,9 @@ fn backends_of(p: &Policy, color: &str) -> Option<String> {
     )
 }
 
-fn rollout_of(p: &Policy) -> Option<String> {
-    p.rollout.as_ref().map(|r| {
-        let steps: Vec<String> = r
+fn rollout_of(r: &Route) -> Option<String> {
+    r.rollout.as_ref().map(|ro| {
+        let steps: Vec<String> = ro
             .steps
             .iter()
             .map(|s| {
@@ -72,12 +86,11 @@ fn rollout_of(p: &Policy) -> Option<String> {
                 step
             })
             .collect();
-        format!("{}:{}", p.colors[r.candidate].name, steps.join(","))
+        format!("{}:{}", r.colors[ro.candidate].name, steps.join(","))
     })
 }
 
-/// Writes the machine's state to `path` atomically (temporary file, fsync, rename).
-pub fn save(path: &Path, m: &Machine, p: &Policy) -> std::io::Result<()> {
+fn saved(m: &Machine, r: &Route) -> SavedRoute {
     let phase = match m.phase {
         Phase::Steady => SavedPhase::Steady,
         Phase::Progressing { step, .. } => SavedPhase::Progressing { step },
@@ -92,21 +105,34 @@ pub fn save(path: &Path, m: &Machine, p: &Policy) -> std::io::Result<()> {
     let rolled_back = m
         .rolled_back
         .iter()
-        .map(|(color, r)| {
+        .map(|(color, rb)| {
             let saved = SavedRollback {
-                backends: backends_of(p, color).unwrap_or_default(),
-                kind: r.kind.label().to_owned(),
-                reason: r.reason.clone(),
-                at_unix: r.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                backends: backends_of(r, color).unwrap_or_default(),
+                kind: rb.kind.label().to_owned(),
+                reason: rb.reason.clone(),
+                at_unix: rb.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             };
             (color.clone(), saved)
         })
         .collect();
-    let saved = Saved {
-        version: VERSION,
-        rollout: rollout_of(p),
+    SavedRoute {
+        rollout: rollout_of(r),
         phase,
         rolled_back,
+    }
+}
+
+/// Writes every route's machine to `path` atomically (temporary file, fsync, rename).
+pub fn save<'a>(
+    path: &Path,
+    routes: impl IntoIterator<Item = (&'a Route, &'a Machine)>,
+) -> std::io::Result<()> {
+    let saved = Saved {
+        version: VERSION,
+        routes: routes
+            .into_iter()
+            .map(|(r, m)| (r.name.clone(), saved(m, r)))
+            .collect(),
     };
     let json = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -119,21 +145,48 @@ pub fn save(path: &Path, m: &Machine, p: &Policy) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Reads a state file: `Ok(None)` if there is none, `Err` (to be logged and ignored) if it is corrupt.
-pub fn load(path: &Path, p: &Policy, now: Instant) -> Result<Option<Machine>, String> {
+/// Reads a state file: a machine per route of `p` that has saved state (`None` for the others),
+/// all `None` if there is no file, `Err` (to be logged and ignored) if it is corrupt.
+pub fn load(path: &Path, p: &Policy, now: Instant) -> Result<Vec<Option<Machine>>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(vec![None; p.routes.len()])
+        }
         Err(e) => return Err(e.to_string()),
     };
-    let saved: Saved =
-        serde_json::from_slice(&bytes).map_err(|e| format!("not a blueshift state file ({e})"))?;
-    if saved.version != VERSION {
-        return Err(format!("unknown state file version {}", saved.version));
-    }
-    let mut m = Machine::new(p, now);
-    if saved.rollout.is_some() && saved.rollout == rollout_of(p) {
-        let steps = p.rollout.as_ref().map_or(0, |r| r.steps.len());
+    let not_ours = |e: serde_json::Error| format!("not a blueshift state file ({e})");
+    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map_err(not_ours)?
+        .get("version")
+        .and_then(|v| v.as_u64());
+    let mut routes = match version {
+        Some(1) => {
+            let v1: SavedV1 = serde_json::from_slice(&bytes).map_err(not_ours)?;
+            BTreeMap::from([(DEFAULT_ROUTE.to_owned(), v1.route)])
+        }
+        Some(2) => {
+            serde_json::from_slice::<Saved>(&bytes)
+                .map_err(not_ours)?
+                .routes
+        }
+        other => {
+            return Err(format!(
+                "unknown state file version {}",
+                other.map_or("(none)".to_owned(), |v| v.to_string())
+            ))
+        }
+    };
+    Ok(p.routes
+        .iter()
+        .map(|r| routes.remove(&r.name).map(|s| restore(s, r, now)))
+        .collect())
+}
+
+fn restore(saved: SavedRoute, r: &Route, now: Instant) -> Machine {
+    let mut m = Machine::new(r, now);
+    if saved.rollout.is_some() && saved.rollout == rollout_of(r) {
+        let steps = r.rollout.as_ref().map_or(0, |ro| ro.steps.len());
         m.phase = match saved.phase {
             // A step's count of judged requests starts again: the counters restart with the process.
             SavedPhase::Progressing { step } if step < steps => Phase::Progressing {
@@ -150,30 +203,23 @@ pub fn load(path: &Path, p: &Policy, now: Instant) -> Result<Option<Machine>, St
             _ => m.phase,
         };
     }
-    for (color, r) in saved.rolled_back {
-        if color == p.stable_name()
-            || backends_of(p, &color).as_deref() != Some(r.backends.as_str())
+    for (color, rb) in saved.rolled_back {
+        if color == r.stable_name()
+            || backends_of(r, &color).as_deref() != Some(rb.backends.as_str())
         {
             continue;
         }
-        let kind = match r.kind.as_str() {
-            "unhealthy" => Kind::Unhealthy,
-            "error_rate" => Kind::ErrorRate,
-            "latency" => Kind::Latency,
-            "quality" => Kind::Quality,
-            _ => Kind::Manual,
-        };
-        let at = UNIX_EPOCH + Duration::from_secs(r.at_unix);
+        let at = UNIX_EPOCH + Duration::from_secs(rb.at_unix);
         m.rolled_back.insert(
             color,
             RolledBack {
-                kind,
-                reason: r.reason,
+                kind: Kind::parse(&rb.kind).unwrap_or(Kind::Manual),
+                reason: rb.reason,
                 at,
             },
         );
     }
-    Ok(Some(m))
+    m
 }
 
 #[cfg(test)]
@@ -194,8 +240,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("state.json");
         let p = policy(&file);
+        let r = &p.routes[0];
         let now = Instant::now();
-        let mut m = Machine::new(&p, now);
+        let mut m = Machine::new(r, now);
         m.phase = Phase::Paused {
             step: 1,
             remaining: Duration::from_secs(20),
@@ -209,8 +256,8 @@ mod tests {
                 at: SystemTime::now(),
             },
         );
-        save(&file, &m, &p).unwrap();
-        let back = load(&file, &p, now).unwrap().unwrap();
+        save(&file, [(r, &m)]).unwrap();
+        let back = load(&file, &p, now).unwrap().remove(0).unwrap();
         assert_eq!(back.phase, m.phase);
         assert_eq!(back.rolled_back["green"].reason, "error rate 0.50 > 0.05");
         assert_eq!(back.rolled_back["green"].kind, Kind::ErrorRate);
@@ -221,7 +268,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("state.json");
         let p = policy(&file);
-        let mut m = Machine::new(&p, Instant::now());
+        let mut m = Machine::new(&p.routes[0], Instant::now());
         m.rolled_back.insert(
             "green".into(),
             RolledBack {
@@ -230,14 +277,32 @@ mod tests {
                 at: SystemTime::now(),
             },
         );
-        save(&file, &m, &p).unwrap();
+        save(&file, [(&p.routes[0], &m)]).unwrap();
         let mut changed = p.clone();
-        changed.colors[1].backends[0].addr = "127.0.0.1:4".parse().unwrap();
-        assert!(load(&file, &changed, Instant::now())
+        changed.routes[0].colors[1].backends[0].addr = "127.0.0.1:4".parse().unwrap();
+        let back = load(&file, &changed, Instant::now())
             .unwrap()
-            .unwrap()
-            .rolled_back
-            .is_empty());
+            .remove(0)
+            .unwrap();
+        assert!(back.rolled_back.is_empty());
+    }
+
+    #[test]
+    fn a_version_1_file_is_the_default_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        let p = policy(&file);
+        std::fs::write(
+            &file,
+            r#"{"version": 1, "rollout": "green:10@60000ms,50@60000ms",
+                "phase": {"state": "paused", "step": 1, "remaining_ms": 5000},
+                "rolled_back": {"green": {"backends": "127.0.0.1:3/1", "kind": "quality",
+                                          "reason": "label shift", "at_unix": 1}}}"#,
+        )
+        .unwrap();
+        let back = load(&file, &p, Instant::now()).unwrap().remove(0).unwrap();
+        assert!(matches!(back.phase, Phase::Paused { step: 1, .. }));
+        assert_eq!(back.rolled_back["green"].kind, Kind::Quality);
     }
 
     #[test]
@@ -245,8 +310,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("state.json");
         let p = policy(&file);
-        assert_eq!(load(&file, &p, Instant::now()), Ok(None));
+        assert!(load(&file, &p, Instant::now()).unwrap()[0].is_none());
         std::fs::write(&file, b"{not json").unwrap();
         assert!(load(&file, &p, Instant::now()).is_err());
+        std::fs::write(&file, b"{\"version\": 9}").unwrap();
+        assert!(load(&file, &p, Instant::now())
+            .unwrap_err()
+            .contains("version 9"));
     }
 }

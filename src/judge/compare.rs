@@ -25,6 +25,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in the order of the variants.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Match,
+        Outcome::Mismatch,
+        Outcome::Error,
+        Outcome::Skipped,
+    ];
+
     /// The `outcome` label of `blueshift_shadow_requests_total`.
     pub fn label(self) -> &'static str {
         match self {

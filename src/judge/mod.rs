@@ -1,6 +1,7 @@
 //! Pure windows and verdicts: what happened to each color (outcome windows and answer counts),
 //! and the rules that judge it (error rate and latency, quality, agreement, health). No I/O and
-//! no clock of their own: every function takes the instant it judges at.
+//! no clock of their own: every function takes the instant it judges at. Here too, the words
+//! verdicts are reported in: rollback kinds and rollout states, each spelled once.
 
 pub mod answer;
 pub mod compare;
@@ -54,5 +55,73 @@ impl Kind {
             Kind::Quality => "quality",
             Kind::Manual => "manual",
         }
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<str>>::deserialize(d)?;
+        Kind::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("no rollback kind `{s}`")))
+    }
+}
+
+/// Rollout state names, as `/status` and the metrics spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateName {
+    /// No rollout running.
+    Steady,
+    /// A rollout walks its steps.
+    Progressing,
+    /// A rollout is frozen on its step.
+    Paused,
+    /// The candidate reached 100% and its holds are done.
+    Promoted,
+    /// Something was rolled back.
+    RolledBack,
+}
+
+impl StateName {
+    /// Every state, in the contract's order.
+    pub const ALL: [StateName; 5] = [
+        StateName::Steady,
+        StateName::Progressing,
+        StateName::Paused,
+        StateName::Promoted,
+        StateName::RolledBack,
+    ];
+
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Steady => "steady",
+            StateName::Progressing => "progressing",
+            StateName::Paused => "paused",
+            StateName::Promoted => "promoted",
+            StateName::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The state a spelling names.
+    pub fn parse(s: &str) -> Option<StateName> {
+        StateName::ALL.into_iter().find(|n| n.as_str() == s)
+    }
+}
+
+impl serde::Serialize for StateName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StateName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<str>>::deserialize(d)?;
+        StateName::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("no state `{s}`")))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -10,9 +10,11 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::control::{Action, Command, Handle, Reply};
+use crate::config::NoRoute;
+use crate::control::{Action, Command, Handle, Refused, Reply};
 use crate::ops::history::History;
-use crate::route::snapshot::{Shared, Snapshot};
+use crate::ops::status::Status;
+use crate::route::snapshot::Shared;
 use subtle::ConstantTimeEq;
 
 /// Environment variable holding the bearer token that admin POSTs must carry.
@@ -111,8 +113,42 @@ impl Admin {
             return *denied;
         }
         match self.supervisor.call(make).await {
-            Ok(()) => json_response(StatusCode::OK, &status(&self.state.load())),
-            Err(reason) => error(StatusCode::CONFLICT, &reason),
+            Ok(()) => self.status(),
+            Err(refused) => {
+                let code = match &refused {
+                    Refused::Conflict(_) => StatusCode::CONFLICT,
+                    Refused::NoSuchRoute(_) => StatusCode::NOT_FOUND,
+                    Refused::WhichRoute(_) => StatusCode::BAD_REQUEST,
+                };
+                error(code, &refused.to_string())
+            }
+        }
+    }
+
+    /// `/status`, as the last publish left it.
+    fn status(&self) -> Response<Vec<u8>> {
+        let doc = Status::of(&self.state.load(), std::time::Instant::now());
+        let mut body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        body.push(b'\n');
+        respond(StatusCode::OK, "application/json", body)
+    }
+
+    /// `/history?route=NAME&since=MS`.
+    fn history(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let snap = self.state.load();
+        let route = match snap.policy.route_named(param(query, "route")) {
+            Ok(i) => &snap.policy.routes[i].name,
+            Err(NoRoute::Unknown(e)) => return error(StatusCode::NOT_FOUND, &e),
+            Err(NoRoute::Unnamed(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        };
+        match since(query) {
+            // Compact: five minutes of points add up.
+            Ok(t) => respond(
+                StatusCode::OK,
+                "application/json",
+                self.history.json(route, t).to_string().into_bytes(),
+            ),
+            Err(e) => error(StatusCode::BAD_REQUEST, &e),
         }
     }
 }
@@ -136,18 +172,12 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
+        let route = param(session.req_header().uri.query(), "route").map(str::to_owned);
+        let act = |action| move |r| Command::Act(action, route, r);
         match (&method, path.as_str()) {
             (&Method::GET | &Method::HEAD, "/") => page(),
             (&Method::GET | &Method::HEAD, "/history") => {
-                match since(session.req_header().uri.query()) {
-                    // Compact: five minutes of points add up.
-                    Ok(t) => respond(
-                        StatusCode::OK,
-                        "application/json",
-                        self.history.json(t).to_string().into_bytes(),
-                    ),
-                    Err(e) => error(StatusCode::BAD_REQUEST, &e),
-                }
+                self.history(session.req_header().uri.query())
             }
             (&Method::GET | &Method::HEAD, "/healthz") => self.healthz().await,
             (&Method::GET | &Method::HEAD, "/metrics") => respond(
@@ -155,26 +185,14 @@ impl ServeHttp for Admin {
                 "text/plain; version=0.0.4; charset=utf-8",
                 crate::metrics::render(),
             ),
-            (&Method::GET | &Method::HEAD, "/status") => {
-                json_response(StatusCode::OK, &status(&self.state.load()))
-            }
+            (&Method::GET | &Method::HEAD, "/status") => self.status(),
             (&Method::POST, "/reload") => {
                 self.act(session, |r| Command::Reload("admin API", r)).await
             }
-            (&Method::POST, "/rollback") => {
-                self.act(session, |r| Command::Act(Action::Rollback, r))
-                    .await
-            }
-            (&Method::POST, "/promote") => {
-                self.act(session, |r| Command::Act(Action::Promote, r))
-                    .await
-            }
-            (&Method::POST, "/pause") => {
-                self.act(session, |r| Command::Act(Action::Pause, r)).await
-            }
-            (&Method::POST, "/resume") => {
-                self.act(session, |r| Command::Act(Action::Resume, r)).await
-            }
+            (&Method::POST, "/rollback") => self.act(session, act(Action::Rollback)).await,
+            (&Method::POST, "/promote") => self.act(session, act(Action::Promote)).await,
+            (&Method::POST, "/pause") => self.act(session, act(Action::Pause)).await,
+            (&Method::POST, "/resume") => self.act(session, act(Action::Resume)).await,
             (_, p) if KNOWN.contains(&p) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 &format!("{method} is not allowed on {p}"),
@@ -206,13 +224,17 @@ fn page() -> Response<Vec<u8>> {
     r
 }
 
-/// `?since=<unix ms>` of `/history` (0 without it); other parameters are ignored.
-fn since(query: Option<&str>) -> Result<u64, String> {
-    let value = query
+/// The value of `key` in a query string (route names and numbers need no decoding).
+fn param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query
         .unwrap_or("")
         .split('&')
-        .find_map(|pair| pair.strip_prefix("since="));
-    match value {
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `?since=<unix ms>` of `/history` (0 without it); other parameters are ignored.
+fn since(query: Option<&str>) -> Result<u64, String> {
+    match param(query, "since") {
         None => Ok(0),
         Some(v) => v
             .parse()
@@ -257,143 +279,4 @@ fn json_response(code: StatusCode, v: &Value) -> Response<Vec<u8>> {
 
 fn error(code: StatusCode, message: &str) -> Response<Vec<u8>> {
     json_response(code, &json!({ "error": message }))
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// `colors.<c>.quality`: what the color answered over the rollback window.
-fn quality(s: &Snapshot, i: usize) -> Value {
-    let c = &s.colors[i];
-    let a = c
-        .outcomes
-        .answers(std::time::Instant::now(), s.policy.rollback.window)
-        .summary(&c.metrics.label_names());
-    let labels: serde_json::Map<String, Value> = a
-        .shares()
-        .into_iter()
-        .map(|(l, share)| (l.to_owned(), json!(round(share))))
-        .collect();
-    json!({
-        "samples": a.samples(),
-        "valid": a.valid,
-        "invalid": a.invalid,
-        "skipped": a.skipped,
-        "labels": labels,
-        "mean_score": a.mean_score.map(round),
-        "invalid_rate": round(a.invalid_rate()),
-    })
-}
-
-/// `shadow`: where live requests are mirrored, and how the copies compare, over the window.
-fn shadow(s: &Snapshot) -> Value {
-    let Some(m) = s.mirror else {
-        return Value::Null;
-    };
-    let c = &s.colors[m.color];
-    let w = c
-        .outcomes
-        .shadow(std::time::Instant::now(), s.policy.rollback.window);
-    json!({
-        "color": s.table.names[m.color],
-        "percent": m.percent,
-        "mirrored": w.mirrored,
-        "compared": w.compared(),
-        "matched": w.matched,
-        "mismatched": w.mismatched,
-        "errors": w.errors,
-        "skipped": w.skipped,
-        "agreement": w.agreement().map(round),
-        "min_agreement": s.policy.mirroring.min_agreement,
-        "by": if s.policy.quality.is_some() { "label" } else { "status class" },
-        "window": humantime::format_duration(s.policy.rollback.window).to_string(),
-    })
-}
-
-/// Four decimals are plenty for a share, and keep the JSON readable.
-fn round(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
-/// The `/status` document.
-pub fn status(s: &Snapshot) -> Value {
-    let names = &s.table.names;
-    let weights: serde_json::Map<String, Value> = names
-        .iter()
-        .zip(&s.colors)
-        .map(|(n, c)| (n.clone(), json!(c.percent)))
-        .collect();
-    let colors: serde_json::Map<String, Value> = names
-        .iter()
-        .zip(&s.colors)
-        .enumerate()
-        .map(|(i, (n, c))| {
-            let backends: Vec<Value> = c
-                .backends
-                .iter()
-                .map(|b| {
-                    json!({
-                        "addr": b.addr.to_string(),
-                        "weight": b.weight,
-                        "healthy": b.healthy,
-                        "health": b.health.as_str(),
-                    })
-                })
-                .collect();
-            let mut color = json!({
-                "protocol": s.policy.colors[i].protocol.as_str(),
-                "backends": backends,
-                "split_weight": s.policy.split[i],
-                "eligible": s.table.eligible[i],
-            });
-            if s.policy.quality.is_some() {
-                color["quality"] = quality(s, i);
-            }
-            (n.clone(), color)
-        })
-        .collect();
-    let ctl = &s.control;
-    let counted = ctl.rollout.as_ref().and_then(|r| {
-        let c = r.counting?;
-        Some(c.at(s.colors[r.candidate_index].outcomes.progress()))
-    });
-    json!({
-        "revision": s.revision,
-        "pid": std::process::id(),
-        "state": ctl.state.as_str(),
-        "stable": s.policy.stable_name(),
-        "weights": weights,
-        "colors": colors,
-        "rollout": ctl.rollout.as_ref().map(|r| json!({
-            "candidate": r.candidate,
-            "step": r.step,
-            "steps": r.steps,
-            "shadow": r.shadow,
-            "step_weights": s.policy.rollout.as_ref().map(|ro| ro.steps.iter().map(|st| st.weight).collect::<Vec<_>>()),
-            "step_shadow": s.policy.rollout.as_ref().map(|ro| ro.steps.iter().map(|st| st.shadow).collect::<Vec<_>>()),
-            "counted": counted.map(|(n, _)| n),
-            "min_requests": counted.map(|(_, m)| m),
-            "next_step_at": r.next_at.map(rfc3339),
-        })),
-        "shadow": shadow(s),
-        "rollback": ctl.rollback.as_ref().map(|r| json!({
-            "color": r.color,
-            "reason": r.reason,
-            "at": rfc3339(r.at),
-        })),
-        "last_reload": {
-            "ok": ctl.last_reload.ok,
-            "error": ctl.last_reload.error,
-            "at": ctl.last_reload.at.map(rfc3339),
-        },
-        "restart_required": ctl.restart_required,
-        "tls": ctl.tls.iter().map(|(addr, info)| json!({
-            "listener": addr.to_string(),
-            "cert": info.files.cert.display().to_string(),
-            "subject": info.subject,
-            "expires": rfc3339(info.not_after),
-            "error": info.error,
-        })).collect::<Vec<_>>(),
-    })
 }

@@ -113,6 +113,7 @@ pub fn quantile(q: f64, before: &[u64], after: &[u64]) -> Option<f64> {
 }
 
 struct Ring {
+    route: String,
     color: String,
     last: Totals,
     points: VecDeque<Point>,
@@ -123,7 +124,7 @@ struct Rings {
     last_at: Option<Instant>,
 }
 
-/// Every color's recent points: written by the [`Sampler`], read by the admin API.
+/// Every route's colors' recent points: written by the [`Sampler`], read by the admin API.
 pub struct History {
     inner: Mutex<Rings>,
 }
@@ -158,37 +159,45 @@ impl History {
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let mut next = Vec::with_capacity(s.colors.len());
-        for (name, c) in s.table.names.iter().zip(&s.colors) {
-            let totals = c.metrics.totals();
-            let mut ring = match r.colors.iter().position(|g| &g.color == name) {
-                Some(i) => r.colors.swap_remove(i),
-                None => Ring {
-                    color: name.clone(),
-                    last: totals.clone(),
-                    points: VecDeque::with_capacity(POINTS),
-                },
-            };
-            if !elapsed.is_zero() {
-                if ring.points.len() == POINTS {
-                    ring.points.pop_front();
+        let mut next = Vec::with_capacity(r.colors.len());
+        for (route, rt) in s.policy.routes.iter().zip(&s.routes) {
+            for (name, c) in rt.table.names.iter().zip(&rt.colors) {
+                let totals = c.metrics.totals();
+                let at = r
+                    .colors
+                    .iter()
+                    .position(|g| g.route == route.name && &g.color == name);
+                let mut ring = match at {
+                    Some(i) => r.colors.swap_remove(i),
+                    None => Ring {
+                        route: route.name.clone(),
+                        color: name.clone(),
+                        last: totals.clone(),
+                        points: VecDeque::with_capacity(POINTS),
+                    },
+                };
+                if !elapsed.is_zero() {
+                    if ring.points.len() == POINTS {
+                        ring.points.pop_front();
+                    }
+                    let p = point(&ring.last, &totals, elapsed, t, c.percent);
+                    ring.points.push_back(p);
                 }
-                let p = point(&ring.last, &totals, elapsed, t, c.percent);
-                ring.points.push_back(p);
+                ring.last = totals;
+                next.push(ring);
             }
-            ring.last = totals;
-            next.push(ring);
         }
         r.colors = next;
     }
 
-    /// The `/history` document: points after `since` (Unix ms; 0 for all), per color in policy
-    /// order.
-    pub fn json(&self, since: u64) -> serde_json::Value {
+    /// The `/history` document of `route`: points after `since` (Unix ms; 0 for all), per color
+    /// in policy order.
+    pub fn json(&self, route: &str, since: u64) -> serde_json::Value {
         let r = self.lock();
         let colors: serde_json::Map<String, serde_json::Value> = r
             .colors
             .iter()
+            .filter(|g| g.route == route)
             .map(|g| {
                 let points: Vec<&Point> = g.points.iter().filter(|p| p.t > since).collect();
                 (g.color.clone(), serde_json::json!(points))

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::Error;
 
+use super::body::Held;
 use crate::config::LatencyMode;
+use crate::config::Route;
 use crate::judge::answer::{Answer, Tap};
 use crate::judge::window::Started;
 use crate::proxy::mirror::{Draft, Seen, Served};
-use crate::route::snapshot::Snapshot;
+use crate::route::snapshot::{RouteRuntime, Snapshot};
 
 /// Per-request context. The proxy holds it boxed: pingora-proxy keeps its `CTX` about three
 /// times over in each connection's future, which idles with the connection and is moved whole
@@ -21,6 +23,12 @@ use crate::route::snapshot::Snapshot;
 /// instructions per request in `benches/instructions.sh`).
 pub struct Ctx {
     pub(crate) snap: Option<Arc<Snapshot>>,
+    /// The route that took the request, once chosen.
+    pub(crate) route: Option<usize>,
+    /// The body bytes read to find the model field, to go back in front of the body.
+    pub(crate) held: Held,
+    /// A `100 Continue` was sent (to read the body early).
+    pub(crate) continued: bool,
     /// The color serving the request; may change to stable on connect failures.
     pub(crate) color: Option<usize>,
     /// Whether the response should (re-)issue the affinity cookie.
@@ -60,8 +68,10 @@ impl Drop for Ctx {
 impl Ctx {
     /// This request no longer waits on its color.
     pub(crate) fn end_in_flight(&mut self) {
-        if let (Some(snap), Some((color, started))) = (&self.snap, self.in_flight.take()) {
-            snap.colors[color].outcomes.finish(started);
+        if let (Some(snap), Some(r), Some((color, started))) =
+            (&self.snap, self.route, self.in_flight.take())
+        {
+            snap.routes[r].colors[color].outcomes.finish(started);
         }
     }
 
@@ -75,9 +85,14 @@ impl Ctx {
         if self.local_failure {
             return;
         }
-        if let (Some(snap), Some(color)) = (&self.snap, self.color) {
-            snap.colors[color].outcomes.record_failed_attempt();
+        if let (Some((_, r)), Some(color)) = (self.route(), self.color) {
+            r.colors[color].outcomes.record_failed_attempt();
         }
+    }
+
+    /// The route that took the request, as configured and as it runs.
+    pub(crate) fn route(&self) -> Option<(&Route, &RouteRuntime)> {
+        Some(self.snap.as_ref()?.route(self.route?))
     }
 }
 
@@ -86,6 +101,9 @@ impl Ctx {
     pub fn new() -> Ctx {
         Ctx {
             snap: None,
+            route: None,
+            held: Held::default(),
+            continued: false,
             color: None,
             assign: false,
             tried: Vec::new(),
@@ -112,19 +130,23 @@ impl Ctx {
         let Some(snap) = self.snap.as_ref() else {
             return;
         };
-        let Some(c) = self.color else {
-            crate::metrics::ColorMetrics::get(crate::metrics::NO_COLOR)
-                .observe(status, elapsed.as_secs_f64());
+        let Some(i) = self.route else {
+            snap.unmatched.observe(status, elapsed.as_secs_f64());
             return;
         };
-        let color = &snap.colors[c];
+        let (route, rt) = snap.route(i);
+        let Some(c) = self.color else {
+            rt.uncolored.observe(status, elapsed.as_secs_f64());
+            return;
+        };
+        let color = &rt.colors[c];
         color.metrics.observe(status, elapsed.as_secs_f64());
         let first_byte = self.first_byte.unwrap_or(elapsed);
         if status.is_some() {
             color.metrics.observe_first_byte(first_byte.as_secs_f64());
         }
         // Read only complete answers, after the client has the whole of it.
-        let answer = match (self.tap.take(), &snap.policy.quality) {
+        let answer = match (self.tap.take(), &route.quality) {
             (Some(tap), Some(q)) if !failed => Some(tap.finish(q)),
             _ => None,
         };
@@ -148,7 +170,7 @@ impl Ctx {
             color.metrics.count_grpc(code);
             failed |= crate::judge::grpc::is_error(code);
         }
-        let latency = match snap.policy.rollback.latency {
+        let latency = match route.rollback.latency {
             LatencyMode::Total => elapsed,
             LatencyMode::FirstByte => first_byte,
         };

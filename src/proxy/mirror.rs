@@ -25,7 +25,7 @@ pub use crate::judge::compare::{Outcome, Seen};
 use crate::config::LatencyMode;
 use crate::judge::answer::{Answer, Tap};
 use crate::judge::counts::ShadowCounts;
-use crate::route::snapshot::Snapshot;
+use crate::route::snapshot::{ColorRuntime, RouteRuntime, Snapshot};
 
 /// The header that marks a mirrored request.
 pub const SHADOW_HEADER: &str = "x-blueshift-shadow";
@@ -55,8 +55,8 @@ pub struct Draft {
 impl Draft {
     /// A draft for this request if it is to be mirrored: a mirror runs, the request is served by
     /// another color, it falls in the mirrored share, and it is not a protocol upgrade.
-    pub fn choose(snap: &Snapshot, color: usize, req: &RequestHeader) -> Option<Draft> {
-        let m = snap.mirror?;
+    pub fn choose(route: &RouteRuntime, color: usize, req: &RequestHeader) -> Option<Draft> {
+        let m = route.mirror?;
         let upgrade = req.headers.contains_key(header::UPGRADE);
         (m.color != color && !upgrade && fastrand::u32(0..100) < m.percent).then(Draft::default)
     }
@@ -116,6 +116,7 @@ impl Drop for Slot {
 /// One copy on its way.
 struct Job {
     snap: Arc<Snapshot>,
+    route: usize,
     color: usize,
     peer: HttpPeer,
     header: Box<RequestHeader>,
@@ -130,19 +131,26 @@ impl Mirrors {
 
     /// Sends the copy the draft holds, unless it cannot go (the bound is reached, the body was
     /// larger than `max_body`, no backend is healthy): then it is counted as skipped. Returns
-    /// where the client's answer should go.
-    pub fn send(self: &Arc<Self>, snap: &Arc<Snapshot>, draft: Draft) -> Option<Served> {
-        let m = snap.mirror?;
-        let c = &snap.colors[m.color];
-        let limit = snap.policy.mirroring.max_in_flight;
+    /// where the client's answer should go. Mirrors of every route count towards the route's
+    /// `max_in_flight`: the bound is on the process's memory.
+    pub fn send(
+        self: &Arc<Self>,
+        snap: &Arc<Snapshot>,
+        route: usize,
+        draft: Draft,
+    ) -> Option<Served> {
+        let (config, rt) = snap.route(route);
+        let m = rt.mirror?;
+        let c = &rt.colors[m.color];
+        let limit = config.mirroring.max_in_flight;
         let peer = c.pick(&[], fastrand::u32(..));
         let header = draft.header.filter(|_| !draft.too_large);
         let (Some(peer), Some(mut header)) = (peer, header) else {
-            return skip(snap, m.color);
+            return skip(c);
         };
         if self.in_flight.fetch_add(1, Ordering::Relaxed) >= limit {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return skip(snap, m.color);
+            return skip(c);
         }
         let slot = Slot(self.clone());
         let had_length = header.headers.contains_key(header::CONTENT_LENGTH);
@@ -156,6 +164,7 @@ impl Mirrors {
         let (tx, rx) = oneshot::channel();
         let job = Job {
             snap: snap.clone(),
+            route,
             color: m.color,
             peer: peer.peer.clone(),
             header,
@@ -167,8 +176,7 @@ impl Mirrors {
 }
 
 /// Counts a copy that was not sent.
-fn skip(snap: &Snapshot, color: usize) -> Option<Served> {
-    let c = &snap.colors[color];
+fn skip(c: &ColorRuntime) -> Option<Served> {
     c.outcomes.record_shadow(&ShadowCounts {
         skipped: 1,
         ..Default::default()
@@ -179,8 +187,8 @@ fn skip(snap: &Snapshot, color: usize) -> Option<Served> {
 
 /// The mirror's life: send, read the answer, wait for the client's, compare, count.
 async fn run(slot: Slot, job: Job, served: oneshot::Receiver<Seen>) {
-    let c = &job.snap.colors[job.color];
-    let p = &job.snap.policy;
+    let (p, rt) = job.snap.route(job.route);
+    let c = &rt.colors[job.color];
     let started = Instant::now();
     let mut waiting = Some(c.outcomes.start(started));
     let mut first_byte = None;
@@ -286,7 +294,7 @@ async fn attempt(connector: &Connector, job: &Job, on_first_byte: &mut impl FnMu
     let Some(head) = s.response_header().cloned() else {
         return Attempt::Failed { stale: false };
     };
-    let q = job.snap.policy.quality.as_ref();
+    let q = job.snap.policy.routes[job.route].quality.as_ref();
     let is_head = job.header.method == http::Method::HEAD;
     let mut tap = q.and_then(|q| Tap::for_response(&head, is_head, q));
     let mut first = true;

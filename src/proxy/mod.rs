@@ -1,14 +1,17 @@
 //! The Pingora `ProxyHttp`: one section per phase a request passes through.
 //!
 //! `early_request_filter` loads the snapshot and sets the client connection's limits;
-//! `request_filter` checks the framing, picks the color and adds `X-Forwarded-For`/`-Proto`
-//! (HTTP/1); `upstream_peer` picks a backend of it, falling back to another backend and then to
+//! `request_filter` checks the framing, finds the route (reading the body first when a route
+//! matches on its model field), picks the color and adds `X-Forwarded-For`/`-Proto` (HTTP/1);
+//! `upstream_peer` picks a backend of it, falling back to another backend and then to
 //! the stable color when connects fail; `upstream_request_filter` tidies the copy of the head
-//! that goes upstream (adds the two for HTTP/2) and hands it to a mirror;
+//! that goes upstream (adds the two for HTTP/2) and hands it to a mirror; `request_body_filter`
+//! gives back a body read early and copies the body for the mirror;
 //! `upstream_response_filter` labels the response, pins the session and, with quality gates,
 //! puts a tap on the answer; `upstream_response_body_filter` notes the first byte and feeds the
 //! tap as chunks pass; `logging` counts, and reads what the answer said.
 
+pub mod body;
 pub mod context;
 pub mod forwarded;
 pub mod framing;
@@ -37,6 +40,7 @@ use crate::config::LatencyMode;
 use crate::judge::answer::Tap;
 use crate::proxy::context::Ctx;
 use crate::proxy::mirror::{Draft, Mirrors};
+use crate::route::matcher::Found;
 use crate::route::snapshot::{Shared, Snapshot};
 use crate::route::split::{self, Decision};
 use retry::Retry;
@@ -94,11 +98,13 @@ impl ProxyHttp for Blueshift {
         Ok(())
     }
 
-    // ---- request_filter: choose the color, say who asked -----------------------------------
+    // ---- request_filter: choose the route and the color, say who asked --------------------
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
-        let snap: &Snapshot = ctx.snap.get_or_insert_with(|| self.state.load_full());
-        let p = &snap.policy;
+        let snap = ctx
+            .snap
+            .get_or_insert_with(|| self.state.load_full())
+            .clone();
         let head = match framing::check(session.req_header()) {
             Ok(head) => head,
             Err(refusal) => {
@@ -109,18 +115,22 @@ impl ProxyHttp for Blueshift {
                 return Ok(true);
             }
         };
+        let Some(i) = self.find_route(session, ctx, &snap, head).await? else {
+            replies::plain(session, 404, replies::NO_ROUTE.into()).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(i);
+        let (route, rt) = snap.route(i);
         let req = session.req_header();
-        let affinity = p.affinity.as_ref();
-        let input = split::inputs(req, p);
-        let decision = split::decide(&snap.table, input, fastrand::u32(..));
-        match decision {
+        let input = split::inputs(req, route);
+        match split::decide(&rt.table, input, fastrand::u32(..)) {
             Ok(d) => {
-                let started = snap.colors[d.color()].outcomes.start(ctx.started);
+                let started = rt.colors[d.color()].outcomes.start(ctx.started);
                 ctx.in_flight = Some((d.color(), started));
                 ctx.color = Some(d.color());
-                ctx.assign =
-                    matches!(d, Decision::New(_)) && affinity.is_some_and(|a| a.cookie.is_some());
-                ctx.mirror = Draft::choose(snap, d.color(), req);
+                ctx.assign = matches!(d, Decision::New(_))
+                    && route.affinity.as_ref().is_some_and(|a| a.cookie.is_some());
+                ctx.mirror = Draft::choose(rt, d.color(), req);
                 if !session.is_http2() {
                     // On an HTTP/1 client's head, before Pingora copies it for each attempt: the
                     // copy then has no header-case map to clone (~570 instructions a request).
@@ -128,14 +138,14 @@ impl ProxyHttp for Blueshift {
                     let (client, scheme) = forwarded::who_asked(session);
                     forwarded::add(session.req_header_mut(), client, scheme)?;
                 }
-                if head.expects_continue {
+                if head.expects_continue && !ctx.continued {
                     session.write_continue_response().await?;
                 }
                 ctx.head = head;
                 Ok(false)
             }
             Err(refusal) => {
-                replies::plain(session, 503, replies::refusal(snap, refusal)).await?;
+                replies::plain(session, 503, replies::refusal(rt, refusal)).await?;
                 Ok(true)
             }
         }
@@ -148,34 +158,36 @@ impl ProxyHttp for Blueshift {
         _session: &mut Session,
         ctx: &mut Box<Ctx>,
     ) -> Result<Box<HttpPeer>> {
-        let snap = ctx
+        let (snap, route) = ctx
             .snap
             .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no snapshot"))?;
+            .zip(ctx.route)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let rt = &snap.routes[route];
         let mut color = ctx
             .color
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no color"))?;
         loop {
-            if let Some(b) = snap.colors[color].pick(&ctx.tried, fastrand::u32(..)) {
+            if let Some(b) = rt.colors[color].pick(&ctx.tried, fastrand::u32(..)) {
                 if ctx.color != Some(color) {
                     // Fell back: the wait is now on this color's backends.
                     if let Some((was, started)) = ctx.in_flight.take() {
-                        snap.colors[was].outcomes.finish(started);
+                        rt.colors[was].outcomes.finish(started);
                     }
-                    let started = snap.colors[color].outcomes.start(ctx.started);
+                    let started = rt.colors[color].outcomes.start(ctx.started);
                     ctx.in_flight = Some((color, started));
                 }
                 ctx.color = Some(color);
                 return Ok(Box::new(b.peer.clone()));
             }
             // Nothing left in this color: the stable color is the last resort.
-            let stable = snap.table.stable;
-            if color == stable || !snap.table.eligible[stable] {
+            let stable = rt.table.stable;
+            if color == stable || !rt.table.eligible[stable] {
                 return Error::e_explain(
                     ErrorType::HTTPStatus(502),
                     format!(
                         "no backend of color {} is left to try (the last one: {})",
-                        snap.table.names[color],
+                        rt.table.names[color],
                         ctx.last_failure.unwrap_or("no healthy backend"),
                     ),
                 );
@@ -242,14 +254,16 @@ impl ProxyHttp for Blueshift {
             let (client, scheme) = forwarded::who_asked(session);
             forwarded::add(req, client, scheme)?;
         }
-        if let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) {
+        ctx.held.attempt();
+        let max_body = ctx.route().map(|(route, _)| route.mirroring.max_body);
+        if let (Some(draft), Some(max_body)) = (ctx.mirror.as_mut(), max_body) {
             // The copy is of what the serving model gets, X-Forwarded-For included.
-            draft.start(req, snap.policy.mirroring.max_body);
+            draft.start(req, max_body);
         }
         Ok(())
     }
 
-    // ---- request_body_filter: the mirror's copy of the body, then the mirror -------------
+    // ---- request_body_filter: a body read early given back, the mirror's copy of it -------
 
     async fn request_body_filter(
         &self,
@@ -258,15 +272,19 @@ impl ProxyHttp for Blueshift {
         end_of_stream: bool,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
-        let (Some(draft), Some(snap)) = (ctx.mirror.as_mut(), ctx.snap.as_ref()) else {
+        ctx.held.give_back(body);
+        let (Some(snap), Some(route)) = (ctx.snap.as_ref(), ctx.route) else {
+            return Ok(());
+        };
+        let Some(draft) = ctx.mirror.as_mut() else {
             return Ok(());
         };
         if let Some(chunk) = body {
-            draft.feed(chunk, snap.policy.mirroring.max_body);
+            draft.feed(chunk, snap.policy.routes[route].mirroring.max_body);
         }
         if end_of_stream {
             if let Some(draft) = ctx.mirror.take() {
-                ctx.served = self.mirrors.send(snap, draft);
+                ctx.served = self.mirrors.send(snap, route, draft);
             }
         }
         Ok(())
@@ -280,10 +298,11 @@ impl ProxyHttp for Blueshift {
         resp: &mut ResponseHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
-        let (Some(snap), Some(color)) = (ctx.snap.as_ref(), ctx.color) else {
+        let (Some(snap), Some(r), Some(color)) = (ctx.snap.as_ref(), ctx.route, ctx.color) else {
             return Ok(());
         };
-        let c = &snap.colors[color];
+        let (route, rt) = snap.route(r);
+        let c = &rt.colors[color];
         let cookie = c.set_cookie.as_ref().filter(|_| ctx.assign);
         crate::proxy::headers::edit_response(resp, |headers| {
             headers.reserve(2);
@@ -298,7 +317,7 @@ impl ProxyHttp for Blueshift {
             // A trailers-only answer carries its status here; otherwise the trailers will.
             ctx.grpc = Some(crate::judge::grpc::status(&resp.headers));
         }
-        if let Some(q) = &snap.policy.quality {
+        if let Some(q) = &route.quality {
             // Colors with weight only (a drained or overridden color's answers judge nothing),
             // and answers a mirror's will be compared with.
             if c.percent > 0 || ctx.mirror.is_some() || ctx.served.is_some() {
@@ -324,18 +343,18 @@ impl ProxyHttp for Blueshift {
         if ctx.first_byte.is_none() {
             ctx.first_byte = Some(ctx.started.elapsed());
             let judged_by_first_byte = ctx
-                .snap
-                .as_ref()
-                .is_some_and(|s| s.policy.rollback.latency == LatencyMode::FirstByte);
+                .route()
+                .is_some_and(|(r, _)| r.rollback.latency == LatencyMode::FirstByte);
             if judged_by_first_byte {
                 // A stream that has started is no longer waiting, however long it runs.
                 ctx.end_in_flight();
             }
         }
-        if let (Some(tap), Some(snap)) = (ctx.tap.as_mut(), ctx.snap.as_ref()) {
-            if let Some(q) = &snap.policy.quality {
-                tap.feed(chunk, q);
-            }
+        let (Some(snap), Some(route)) = (ctx.snap.as_ref(), ctx.route) else {
+            return Ok(None);
+        };
+        if let (Some(tap), Some(q)) = (ctx.tap.as_mut(), &snap.policy.routes[route].quality) {
+            tap.feed(chunk, q);
         }
         Ok(None)
     }
@@ -369,8 +388,8 @@ impl ProxyHttp for Blueshift {
         if code > 0 && session.response_written().is_none() {
             let color = ctx
                 .color
-                .zip(ctx.snap.as_ref())
-                .map(|(c, s)| s.table.names[c].as_str())
+                .zip(ctx.route())
+                .map(|(c, (_, rt))| rt.table.names[c].as_str())
                 .unwrap_or("-");
             let _ = replies::plain(session, code, replies::error_body(code, e, color)).await;
         }
@@ -399,14 +418,55 @@ impl ProxyHttp for Blueshift {
                     .unwrap_or_default(),
                 req.method,
                 req.uri,
-                ctx.color
-                    .map(|c| snap.table.names[c].as_str())
-                    .unwrap_or("-"),
+                served_by(snap, ctx.route, ctx.color),
                 status
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "error".into()),
                 elapsed.as_secs_f64() * 1000.0
             );
         }
+    }
+}
+
+impl Blueshift {
+    /// The route that takes the request, reading its body first when the first route that may
+    /// take it matches on the model field; `None` when no route takes it.
+    async fn find_route(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        head: framing::Head,
+    ) -> Result<Option<usize>> {
+        let found = match snap.matcher.find(session.req_header(), None) {
+            Found::NeedsModel => {
+                if head.expects_continue {
+                    // The client waits for this before it sends the body about to be read.
+                    session.write_continue_response().await?;
+                    ctx.continued = true;
+                }
+                let (model, held) = body::read_model(session, &snap.policy.routing).await?;
+                ctx.held = held;
+                snap.matcher
+                    .find(session.req_header(), Some(model.as_deref()))
+            }
+            found => found,
+        };
+        Ok(match found {
+            Found::Route(i) => Some(i),
+            Found::NeedsModel | Found::Nothing => None,
+        })
+    }
+}
+
+/// `color` for a policy without `routes:`, `route/color` with them, `-` for what is not chosen.
+fn served_by(snap: &Snapshot, route: Option<usize>, color: Option<usize>) -> String {
+    let Some(r) = route else {
+        return "-".into();
+    };
+    let color = color.map_or("-", |c| snap.routes[r].table.names[c].as_str());
+    match snap.policy.listed_routes {
+        true => format!("{}/{color}", snap.policy.routes[r].name),
+        false => color.to_owned(),
     }
 }

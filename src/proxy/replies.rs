@@ -7,18 +7,21 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use crate::route::snapshot::Snapshot;
+use crate::route::snapshot::RouteRuntime;
 use crate::route::split::Refusal;
 
+/// What a request no route takes is answered (404).
+pub const NO_ROUTE: &str = "no route for this request\n";
+
 /// Why no color can take a request (503).
-pub fn refusal(snap: &Snapshot, refusal: Refusal) -> String {
+pub fn refusal(route: &RouteRuntime, refusal: Refusal) -> String {
     match refusal {
         Refusal::UnknownColor => {
             "blueshift: the override header names no color of the policy\n".to_string()
         }
         Refusal::Unavailable(i) => format!(
             "blueshift: color {} has no healthy backend or is rolled back\n",
-            snap.table.names[i]
+            route.table.names[i]
         ),
         Refusal::NothingEligible => "blueshift: no color has a healthy backend\n".to_string(),
     }

@@ -11,11 +11,13 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
 
-use crate::config::{Mirror, Policy};
+use super::matcher::Table as Routes;
+use super::split::Table;
+use crate::config::{Mirror, Policy, Route};
 use crate::judge::health::Status;
 use crate::judge::window::Outcomes;
+use crate::judge::{Kind, StateName, StepCount};
 use crate::metrics::ColorMetrics;
-use crate::route::split::Table;
 
 /// The one shared, atomically swapped view of the running policy.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -26,14 +28,28 @@ pub struct Snapshot {
     pub revision: u64,
     /// The policy this snapshot was built from.
     pub policy: Arc<Policy>,
+    /// Which route takes a request (built once per policy, shared by its snapshots).
+    pub matcher: Arc<Routes>,
+    /// Each route's runtime, in policy order.
+    pub routes: Vec<RouteRuntime>,
+    /// Counts the requests no route took.
+    pub unmatched: Arc<ColorMetrics>,
+    /// What `/status` shows of the process as a whole.
+    pub control: Control,
+}
+
+/// A route as the request path needs it.
+pub struct RouteRuntime {
     /// Effective weights and eligibility for the split.
     pub table: Table,
     /// Per-color runtime data, in policy order.
     pub colors: Vec<ColorRuntime>,
     /// Where live requests are mirrored now (a standing shadow or a rollout's shadow step).
     pub mirror: Option<Mirror>,
-    /// What `/status` shows beyond routing.
-    pub control: Control,
+    /// Counts the requests of this route that got no color (an unknown override, say).
+    pub uncolored: Arc<ColorMetrics>,
+    /// What `/status` shows of the route's rollout.
+    pub view: RouteView,
 }
 
 /// A color as the request path needs it.
@@ -66,49 +82,26 @@ pub struct BackendRuntime {
     pub peer: HttpPeer,
 }
 
-/// Rollout state names, as `/status` and the metrics spell them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateName {
-    /// No rollout running.
-    Steady,
-    /// A rollout walks its steps.
-    Progressing,
-    /// A rollout is frozen on its step.
-    Paused,
-    /// The candidate reached 100% and its holds are done.
-    Promoted,
-    /// Something was rolled back.
-    RolledBack,
-}
-
-impl StateName {
-    /// The contract's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateName::Steady => "steady",
-            StateName::Progressing => "progressing",
-            StateName::Paused => "paused",
-            StateName::Promoted => "promoted",
-            StateName::RolledBack => "rolled_back",
-        }
-    }
-}
-
-/// Control-plane facts shown by `/status`.
-#[derive(Debug, Clone)]
+/// What `/status` shows of the process beyond its routes.
+#[derive(Debug, Clone, Default)]
 pub struct Control {
+    /// Result of the last reload attempt.
+    pub last_reload: ReloadView,
+    /// Changed settings that only a restart applies.
+    pub restart_required: Vec<String>,
+    /// The certificate of each TLS listener.
+    pub tls: Vec<(SocketAddr, crate::config::certs::CertInfo)>,
+}
+
+/// What `/status` shows of one route's rollout and rollbacks.
+#[derive(Debug, Clone)]
+pub struct RouteView {
     /// The rollout state.
     pub state: StateName,
     /// Progress of the rollout, if one is configured.
     pub rollout: Option<RolloutView>,
     /// The last rollback, while it holds.
     pub rollback: Option<RollbackView>,
-    /// Result of the last reload attempt.
-    pub last_reload: ReloadView,
-    /// Changed settings that only a restart applies.
-    pub restart_required: Vec<String>,
-    /// The certificate of each TLS listener.
-    pub tls: Vec<(std::net::SocketAddr, crate::config::certs::CertInfo)>,
 }
 
 /// Where a rollout stands.
@@ -123,7 +116,7 @@ pub struct RolloutView {
     /// On a shadow step: the candidate gets mirrored copies and serves no one.
     pub shadow: bool,
     /// What the step counts, if it waits for requests (read live against the candidate's window).
-    pub counting: Option<crate::judge::StepCount>,
+    pub counting: Option<StepCount>,
     /// Index of the candidate color.
     pub candidate_index: usize,
     /// When the next step (or promotion) begins, if the clock runs.
@@ -135,6 +128,8 @@ pub struct RolloutView {
 pub struct RollbackView {
     /// The rolled-back color.
     pub color: String,
+    /// Why, for scripts.
+    pub kind: Kind,
     /// A sentence a person understands.
     pub reason: String,
     /// When.
@@ -152,12 +147,8 @@ pub struct ReloadView {
     pub at: Option<SystemTime>,
 }
 
-/// What the supervisor decides; [`Snapshot::build`] derives the rest.
-pub struct Inputs<'a> {
-    /// Applied policy changes.
-    pub revision: u64,
-    /// The policy.
-    pub policy: Arc<Policy>,
+/// What the supervisor decides for one route; [`RouteRuntime::build`] derives the rest.
+pub struct RouteInputs<'a> {
     /// Weight per color before health and rollback (the split, or the rollout's step).
     pub base_weights: &'a [u32],
     /// Colors taken out by a rollback.
@@ -169,14 +160,43 @@ pub struct Inputs<'a> {
     /// Where live requests are mirrored.
     pub mirror: Option<Mirror>,
     /// Status facts.
-    pub control: Control,
+    pub view: RouteView,
 }
 
 impl Snapshot {
-    /// Builds a snapshot: eligibility, effective weights and ready-made peers and headers.
-    pub fn build(inp: Inputs<'_>) -> Snapshot {
-        let p = &inp.policy;
-        let n = p.colors.len();
+    /// A snapshot of `policy` with each route's runtime (in policy order).
+    pub fn new(
+        revision: u64,
+        policy: Arc<Policy>,
+        matcher: Arc<Routes>,
+        routes: Vec<RouteRuntime>,
+        control: Control,
+    ) -> Snapshot {
+        Snapshot {
+            revision,
+            matcher,
+            routes,
+            unmatched: ColorMetrics::get(crate::metrics::NONE, crate::metrics::NONE),
+            control,
+            policy,
+        }
+    }
+
+    /// The index of the route with this name.
+    pub fn route_index(&self, name: &str) -> Option<usize> {
+        self.policy.route_index(name)
+    }
+
+    /// Route `i` as the policy says it and as it runs.
+    pub fn route(&self, i: usize) -> (&Route, &RouteRuntime) {
+        (&self.policy.routes[i], &self.routes[i])
+    }
+}
+
+impl RouteRuntime {
+    /// Builds a route's runtime: eligibility, effective weights and ready-made peers and headers.
+    pub fn build(p: &Policy, r: &Route, inp: RouteInputs<'_>) -> RouteRuntime {
+        let n = r.colors.len();
         let eligible: Vec<bool> = (0..n)
             .map(|i| !inp.rolled_back[i] && inp.health[i].contains(&Status::Healthy))
             .collect();
@@ -184,25 +204,25 @@ impl Snapshot {
             .map(|i| if eligible[i] { inp.base_weights[i] } else { 0 })
             .collect();
         // The stable color takes the traffic of the colors that cannot.
-        if eligible[p.stable] {
+        if eligible[r.stable] {
             let moved: u32 = (0..n)
                 .filter(|i| !eligible[*i])
                 .map(|i| inp.base_weights[i])
                 .sum();
-            weights[p.stable] += moved;
+            weights[r.stable] += moved;
         }
-        let percents = percents(&weights, &eligible, p.stable);
-        let colors = p
+        let percents = percents(&weights, &eligible, r.stable);
+        let colors = r
             .colors
             .iter()
             .enumerate()
-            .map(|(i, c)| (i, c, crate::route::peer::ca(c)))
+            .map(|(i, c)| (i, c, super::peer::ca(c)))
             .map(|(i, c, ca)| ColorRuntime {
                 name_header: HeaderValue::from_str(&c.name).expect("color names are header-safe"),
-                set_cookie: p.affinity.as_ref().and_then(|a| {
+                set_cookie: r.affinity.as_ref().and_then(|a| {
                     a.cookie
                         .as_ref()
-                        .map(|k| crate::route::affinity::set_cookie(k, &c.name, a.max_age))
+                        .map(|k| super::affinity::set_cookie(k, &c.name, a.max_age))
                 }),
                 backends: c
                     .backends
@@ -213,22 +233,21 @@ impl Snapshot {
                         weight: b.weight,
                         healthy: *health == Status::Healthy,
                         health: *health,
-                        peer: crate::route::peer::peer(b, c, ca.as_ref(), &p.timeouts),
+                        peer: super::peer::peer(b, c, ca.as_ref(), &p.timeouts),
                     })
                     .collect(),
                 percent: percents[i],
-                metrics: ColorMetrics::get(&c.name),
+                metrics: ColorMetrics::get(&r.name, &c.name),
                 outcomes: inp.outcomes[i].clone(),
             })
             .collect();
-        let names = p.colors.iter().map(|c| c.name.clone()).collect();
-        Snapshot {
-            revision: inp.revision,
-            table: Table::new(names, weights, eligible, p.stable),
+        let names = r.colors.iter().map(|c| c.name.clone()).collect();
+        RouteRuntime {
+            table: Table::new(names, weights, eligible, r.stable),
             colors,
             mirror: inp.mirror,
-            control: inp.control,
-            policy: inp.policy,
+            uncolored: ColorMetrics::get(&r.name, crate::metrics::NONE),
+            view: inp.view,
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use pingora_http::RequestHeader;
 
-use crate::config::Policy;
+use crate::config::Route;
 
 /// The routing table of one snapshot: what [`decide`] needs and nothing else.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub struct Inputs<'a> {
 /// What a request brings that the split looks at: override, affinity cookie, session header.
 /// One pass over the headers: for the handful an API client sends, cheaper than a lookup of each
 /// (hashing a custom name, probing for an absent cookie), ~220 instructions a request.
-pub fn inputs<'a>(req: &'a RequestHeader, p: &Policy) -> Inputs<'a> {
+pub fn inputs<'a>(req: &'a RequestHeader, p: &Route) -> Inputs<'a> {
     let affinity = p.affinity.as_ref();
     let cookie = affinity.and_then(|a| a.cookie.as_deref());
     let (over, session) = (
@@ -231,6 +231,7 @@ mod tests {
              override_header: x-color\n",
         )
         .unwrap();
+        let p = &p.routes[0];
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         for (k, v) in [
             ("cookie", "a=1; other=2"),
@@ -242,12 +243,12 @@ mod tests {
         ] {
             req.append_header(k, v).unwrap();
         }
-        let i = inputs(&req, &p);
+        let i = inputs(&req, p);
         assert_eq!(i.cookie, Some(&b"blue"[..]), "the first cookie named bs");
         assert_eq!(i.override_color, Some(&b"green"[..]), "the first override");
         assert_eq!(i.session_key, Some(&b"user-1"[..]));
         let bare = RequestHeader::build("GET", b"/", None).unwrap();
-        let i = inputs(&bare, &p);
+        let i = inputs(&bare, p);
         assert!(i.cookie.is_none() && i.override_color.is_none() && i.session_key.is_none());
     }
 

@@ -12,9 +12,9 @@ mod types;
 
 pub use types::{Event, Phase, RolledBack};
 
-use crate::config::{Mirror, Policy, Step};
+use crate::config::{Mirror, Route, Step};
+use crate::judge::StateName;
 use crate::judge::{Kind, Progress, StepCount};
-use crate::route::snapshot::StateName;
 
 /// The machine's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +30,7 @@ pub type Outcome = Result<(), String>;
 
 impl Machine {
     /// The start state for a policy.
-    pub fn new(policy: &Policy, now: Instant) -> Machine {
+    pub fn new(policy: &Route, now: Instant) -> Machine {
         Machine {
             phase: match policy.rollout {
                 Some(_) => Phase::Progressing {
@@ -49,24 +49,17 @@ impl Machine {
         if !self.rolled_back.is_empty() {
             return StateName::RolledBack;
         }
-        match self.phase {
-            Phase::Steady => StateName::Steady,
-            Phase::Progressing { .. } => StateName::Progressing,
-            Phase::Paused { .. } => StateName::Paused,
-            Phase::Promoted => StateName::Promoted,
-        }
+        self.phase.state()
     }
 
     /// Base weight per color before health and rollback.
-    pub fn weights(&self, p: &Policy) -> Vec<u32> {
+    pub fn weights(&self, p: &Route) -> Vec<u32> {
         let mut w = p.split.clone();
         if let Some(r) = &p.rollout {
-            let candidate = match self.phase {
-                Phase::Progressing { step, .. } | Phase::Paused { step, .. } => {
-                    r.steps[step].weight
-                }
-                Phase::Promoted => 100,
-                Phase::Steady => return w,
+            let candidate = match (self.phase, self.phase.step()) {
+                (_, Some(step)) => r.steps[step].weight,
+                (Phase::Promoted, None) => 100,
+                _ => return w,
             };
             w[r.candidate] = candidate;
             w[p.stable] = 100 - candidate;
@@ -75,7 +68,7 @@ impl Machine {
     }
 
     /// When the current step's hold ends, if the clock runs.
-    pub fn next_at(&self, p: &Policy) -> Option<Instant> {
+    pub fn next_at(&self, p: &Route) -> Option<Instant> {
         match (self.phase, &p.rollout) {
             (Phase::Progressing { step, since, .. }, Some(r)) if !self.candidate_rolled_back(p) => {
                 Some(since + r.steps[step].hold)
@@ -85,31 +78,28 @@ impl Machine {
     }
 
     /// The step's judged requests so far and the number it waits for, if it waits for any.
-    pub fn step_progress(&self, p: &Policy, now: Progress) -> Option<(u64, u64)> {
+    pub fn step_progress(&self, p: &Route, now: Progress) -> Option<(u64, u64)> {
         self.step_count(p).map(|c| c.at(now))
     }
 
     /// What the current step counts, if it waits for requests.
-    pub fn step_count(&self, p: &Policy) -> Option<StepCount> {
-        let (Phase::Progressing { step, from, .. } | Phase::Paused { step, from, .. }, Some(r)) =
-            (self.phase, &p.rollout)
-        else {
+    pub fn step_count(&self, p: &Route) -> Option<StepCount> {
+        let (Some(step), Some(r)) = (self.phase.step(), &p.rollout) else {
             return None;
         };
         let s = r.steps[step];
+        let from = self.phase.counted_from();
         (s.min_requests > 0).then_some(StepCount { step: s, from })
     }
 
     /// Where live requests are mirrored now: the candidate on a rollout's shadow step, else the
     /// standing `shadow` color; never a rolled-back color.
-    pub fn mirror(&self, p: &Policy) -> Option<Mirror> {
-        let on_step = match (self.phase, &p.rollout) {
-            (Phase::Progressing { step, .. } | Phase::Paused { step, .. }, Some(r)) => {
-                r.steps[step].shadow.map(|percent| Mirror {
-                    color: r.candidate,
-                    percent,
-                })
-            }
+    pub fn mirror(&self, p: &Route) -> Option<Mirror> {
+        let on_step = match (self.phase.step(), &p.rollout) {
+            (Some(step), Some(r)) => r.steps[step].shadow.map(|percent| Mirror {
+                color: r.candidate,
+                percent,
+            }),
             _ => None,
         };
         on_step
@@ -117,14 +107,14 @@ impl Machine {
             .filter(|m| !self.rolled_back.contains_key(&p.colors[m.color].name))
     }
 
-    fn candidate_rolled_back(&self, p: &Policy) -> bool {
+    fn candidate_rolled_back(&self, p: &Route) -> bool {
         p.rollout
             .as_ref()
             .is_some_and(|r| self.rolled_back.contains_key(&p.colors[r.candidate].name))
     }
 
     /// Applies one event.
-    pub fn on(&mut self, p: &Policy, event: Event, now: Instant, wall: SystemTime) -> Outcome {
+    pub fn on(&mut self, p: &Route, event: Event, now: Instant, wall: SystemTime) -> Outcome {
         match event {
             Event::Tick(progress) => {
                 // A rolled-back candidate stops the clock: nothing advances past a bad step.
@@ -286,7 +276,7 @@ impl Machine {
 
     /// Carries the machine over a policy change: rollbacks of removed or changed colors are
     /// cleared, and a changed rollout starts again from its first step.
-    pub fn reconcile(&mut self, old: &Policy, new: &Policy, now: Instant) -> Vec<String> {
+    pub fn reconcile(&mut self, old: &Route, new: &Route, now: Instant) -> Vec<String> {
         let mut cleared = Vec::new();
         let rollout_changed = rollout_key(old) != rollout_key(new);
         self.rolled_back.retain(|name, _| {
@@ -312,7 +302,7 @@ impl Machine {
 }
 
 /// What identifies a rollout across reloads: candidate name and steps.
-fn rollout_key(p: &Policy) -> Option<(String, Vec<Step>)> {
+fn rollout_key(p: &Route) -> Option<(String, Vec<Step>)> {
     p.rollout
         .as_ref()
         .map(|r| (p.colors[r.candidate].name.clone(), r.steps.clone()))

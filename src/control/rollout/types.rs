@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::judge::StateName;
 use crate::judge::{Kind, Progress};
 
 /// Where a configured rollout stands.
@@ -30,6 +31,34 @@ pub enum Phase {
     },
     /// The candidate is at 100% and every hold is done (or an operator promoted it).
     Promoted,
+}
+
+impl Phase {
+    /// The 0-based step a running or paused rollout is on.
+    pub fn step(self) -> Option<usize> {
+        match self {
+            Phase::Progressing { step, .. } | Phase::Paused { step, .. } => Some(step),
+            Phase::Steady | Phase::Promoted => None,
+        }
+    }
+
+    /// The state this phase shows when nothing is rolled back.
+    pub fn state(self) -> StateName {
+        match self {
+            Phase::Steady => StateName::Steady,
+            Phase::Progressing { .. } => StateName::Progressing,
+            Phase::Paused { .. } => StateName::Paused,
+            Phase::Promoted => StateName::Promoted,
+        }
+    }
+
+    /// Where the step's count of judged requests began, on a running or paused step.
+    pub fn counted_from(self) -> Option<u64> {
+        match self {
+            Phase::Progressing { from, .. } | Phase::Paused { from, .. } => from,
+            Phase::Steady | Phase::Promoted => None,
+        }
+    }
 }
 
 /// One rolled-back color.

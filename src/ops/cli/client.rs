@@ -1,8 +1,6 @@
-//! A tiny HTTP/1.1 client for the CLI's calls to the admin API (plain HTTP, one request per
-//! connection). The admin API always sends `content-length`, so no chunked decoding is needed.
+//! The CLI's calls to the admin API, through `ureq` (HTTP/1.1, plain: the admin API listens on
+//! a local or private address), each answered with its status and body.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::Error;
@@ -24,45 +22,42 @@ pub fn call(admin: &str, method: &str, path: &str, token: Option<&str>) -> Resul
             "cannot reach the admin API at {host}: {why} (is blueshift running? see --admin)"
         ))
     };
-    let addr = host
-        .to_socket_addrs()
-        .map_err(|_| unreachable("not a host:port address".into()))?
-        .next()
-        .ok_or_else(|| unreachable("the name does not resolve".into()))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(Duration::from_secs(3)))
+        .timeout_global(Some(Duration::from_secs(10)))
+        .user_agent("blueshift-cli")
+        .build()
+        .into();
+    let url = format!("http://{host}{path}");
+    let mut req = http::Request::builder().method(method).uri(&url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
+        .body(())
+        .map_err(|_| unreachable("not a host:port address".into()))?;
+    let mut resp = agent.run(req).map_err(|e| unreachable(reason(&e)))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
         .map_err(|e| unreachable(reason(&e)))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| unreachable(reason(&e)))?;
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: blueshift-cli\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| unreachable(reason(&e)))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| unreachable(reason(&e)))?;
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let bad = || {
-        Error::Other(format!(
-            "the admin API at {host} sent an answer that is not HTTP"
-        ))
-    };
-    let head = match resp.parse(&raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => return Err(bad()),
-    };
-    Ok(Answer {
-        status: resp.code.ok_or_else(bad)?,
-        body: String::from_utf8_lossy(&raw[head..]).into_owned(),
-    })
+    Ok(Answer { status, body })
 }
 
-fn reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timed out".into(),
-        _ => e.to_string().to_lowercase(),
+fn reason(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timed out".into(),
+            _ => io.to_string().to_lowercase(),
+        },
+        ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::HostNotFound => "the name does not resolve".into(),
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => "not a host:port address".into(),
+        ureq::Error::Protocol(_) => "the answer is not HTTP".into(),
+        other => other.to_string().to_lowercase(),
     }
 }

@@ -1,4 +1,11 @@
-//! The `blueshift status` table, from a `/status` document.
+//! The `blueshift status` table, from a `/status` document: a block per route (for one route,
+//! the table it always was), then what is process-wide.
+
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use crate::judge::StateName;
+use crate::ops::status::{RolloutStatus, RouteStatus, ShadowStatus, Status};
 
 /// Terminal styling: colors and box characters only when stdout is a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,143 +35,168 @@ impl Style {
     }
 }
 
-/// The `status` table for a `/status` document.
+/// The `status` table for a `/status` document: every route, or only the one named.
 pub fn render(
     admin: &str,
-    v: &serde_json::Value,
+    doc: &Status,
+    only: Option<&str>,
     style: Style,
-    now: std::time::SystemTime,
+    now: SystemTime,
 ) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
-    let state = v["state"].as_str().unwrap_or("?");
-    let state_code = match state {
-        "rolled_back" => "1;31",
-        "paused" => "1;33",
-        _ => "1;32",
+    let paint_state = |state: StateName| {
+        let code = match state {
+            StateName::RolledBack => "1;31",
+            StateName::Paused => "1;33",
+            _ => "1;32",
+        };
+        style.paint(code, state.as_str())
     };
-    let _ = writeln!(
-        s,
-        "blueshift at {admin}   revision {}   state {}   stable {}",
-        v["revision"],
-        style.paint(state_code, state),
-        v["stable"].as_str().unwrap_or("?")
-    );
-    let _ = writeln!(s, "\n{:<14} {:>6}  BACKENDS", "COLOR", "WEIGHT");
-    if let Some(colors) = v["colors"].as_object() {
-        for (name, c) in colors {
-            let backends: Vec<String> = c["backends"]
-                .as_array()
-                .map(|bs| {
-                    bs.iter()
-                        .map(|b| {
-                            let health = b["health"].as_str().unwrap_or(if b["healthy"] == true {
-                                "healthy"
-                            } else {
-                                "unhealthy"
-                            });
-                            let code = match health {
-                                "healthy" => "32",
-                                "unknown" => "33",
-                                _ => "31",
-                            };
-                            format!(
-                                "{} {}",
-                                b["addr"].as_str().unwrap_or("?"),
-                                style.paint(code, health)
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let protocol = match c["protocol"].as_str() {
-                Some("http1") | None => String::new(),
-                Some(p) => format!("  ({p})"),
-            };
+    if doc.routes.len() == 1 {
+        let (_, r) = doc.routes.first().expect("one route");
+        let _ = writeln!(
+            s,
+            "blueshift at {admin}   revision {}   state {}   stable {}",
+            doc.revision,
+            paint_state(r.state),
+            r.stable
+        );
+        route_block(&mut s, r, style, now);
+    } else {
+        let _ = writeln!(
+            s,
+            "blueshift at {admin}   revision {}   {} routes",
+            doc.revision,
+            doc.routes.len()
+        );
+        for (name, r) in doc
+            .routes
+            .iter()
+            .filter(|(n, _)| only.is_none_or(|o| o == *n))
+        {
             let _ = writeln!(
                 s,
-                "{:<14} {:>5}%  {}{protocol}",
-                name,
-                v["weights"][name].as_u64().unwrap_or(0),
-                backends.join(", ")
+                "\nroute {}   state {}   stable {}   takes {}",
+                style.paint("1", name),
+                paint_state(r.state),
+                r.stable,
+                takes(r)
             );
+            route_block(&mut s, r, style, now);
         }
     }
-    quality_lines(&mut s, v);
-    s.push('\n');
-    let _ = writeln!(s, "rollout   {}", rollout_line(&v["rollout"], style, now));
-    if let Some(line) = shadow_line(&v["shadow"], style) {
-        let _ = writeln!(s, "shadow    {line}");
-    }
-    let rollback = match v["rollback"].as_object() {
-        Some(r) => style.paint(
-            "31",
-            &format!(
-                "{}: {} (at {})",
-                r.get("color").and_then(|c| c.as_str()).unwrap_or("?"),
-                r.get("reason").and_then(|c| c.as_str()).unwrap_or("?"),
-                r.get("at").and_then(|c| c.as_str()).unwrap_or("?")
-            ),
-        ),
-        None => "none".into(),
-    };
-    let _ = writeln!(s, "rollback  {rollback}");
-    let reload = &v["last_reload"];
-    let at = reload["at"]
-        .as_str()
+    let reload = &doc.last_reload;
+    let at = reload
+        .at
+        .as_deref()
         .map(|a| format!(" at {a}"))
         .unwrap_or_default();
-    let reload = if reload["ok"] == false {
+    let reload = if !reload.ok {
         style.paint(
             "31",
-            &format!("error{at}: {}", reload["error"].as_str().unwrap_or("?")),
+            &format!("error{at}: {}", reload.error.as_deref().unwrap_or("?")),
         )
-    } else if reload["at"].is_null() {
+    } else if reload.at.is_none() {
         "none since start".into()
     } else {
         format!("ok{at}")
     };
+    if doc.routes.len() > 1 {
+        s.push('\n');
+    }
     let _ = writeln!(s, "reload    {reload}");
-    for t in v["tls"].as_array().into_iter().flatten() {
-        let left = t["expires"]
-            .as_str()
-            .and_then(|e| humantime::parse_rfc3339(e).ok())
+    for t in &doc.tls {
+        let left = humantime::parse_rfc3339(&t.expires)
+            .ok()
             .and_then(|e| e.duration_since(now).ok())
             .map(|d| format!(" (in {}d)", d.as_secs() / 86_400))
             .unwrap_or_else(|| " (expired)".into());
-        let mut line = format!(
-            "{} {}, expires {}{left}",
-            t["listener"].as_str().unwrap_or("?"),
-            t["subject"].as_str().unwrap_or("?"),
-            t["expires"].as_str().unwrap_or("?"),
-        );
-        if let Some(e) = t["error"].as_str() {
+        let mut line = format!("{} {}, expires {}{left}", t.listener, t.subject, t.expires);
+        if let Some(e) = &t.error {
             line.push_str(&style.paint("31", &format!("; last load failed: {e}")));
         }
         let _ = writeln!(s, "tls       {line}");
     }
-    for r in v["restart_required"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "restart   {}",
-            style.paint("33", r.as_str().unwrap_or(""))
-        );
+    for r in &doc.restart_required {
+        let _ = writeln!(s, "restart   {}", style.paint("33", r));
     }
     s
 }
 
-/// One line per color with quality gates on: answers, label shares, mean score, invalid share.
-fn quality_lines(s: &mut String, v: &serde_json::Value) {
-    use std::fmt::Write;
-    let Some(colors) = v["colors"].as_object() else {
-        return;
+/// What a route's match takes, in words.
+fn takes(r: &RouteStatus) -> String {
+    let m = &r.matches;
+    let mut what = Vec::new();
+    if let Some(h) = &m.host {
+        what.push(format!("host {h}"));
+    }
+    if let Some(p) = &m.path_prefix {
+        what.push(format!("path {p}"));
+    }
+    for (k, v) in &m.headers {
+        what.push(format!("{k}: {v}"));
+    }
+    if let Some(model) = &m.model {
+        what.push(format!("model {model}"));
+    }
+    match what.is_empty() {
+        true => "every request".into(),
+        false => what.join(", "),
+    }
+}
+
+/// One route: its colors and backends, what they answer, the rollout, shadow and rollback.
+fn route_block(s: &mut String, r: &RouteStatus, style: Style, now: SystemTime) {
+    let _ = writeln!(s, "\n{:<14} {:>6}  BACKENDS", "COLOR", "WEIGHT");
+    for (name, c) in &r.colors {
+        let backends: Vec<String> = c
+            .backends
+            .iter()
+            .map(|b| {
+                let code = match b.health.as_str() {
+                    "healthy" => "32",
+                    "unknown" => "33",
+                    _ => "31",
+                };
+                format!("{} {}", b.addr, style.paint(code, &b.health))
+            })
+            .collect();
+        let protocol = match c.protocol.as_str() {
+            "http1" => String::new(),
+            p => format!("  ({p})"),
+        };
+        let _ = writeln!(
+            s,
+            "{:<14} {:>5}%  {}{protocol}",
+            name,
+            r.weights.get(name).copied().unwrap_or(0),
+            backends.join(", ")
+        );
+    }
+    quality_lines(s, r);
+    s.push('\n');
+    let rollout = match &r.rollout {
+        Some(ro) => rollout_line(ro, style, now),
+        None => "none".into(),
     };
+    let _ = writeln!(s, "rollout   {rollout}");
+    if let Some(sh) = &r.shadow {
+        let _ = writeln!(s, "shadow    {}", shadow_line(sh, style));
+    }
+    let rollback = match &r.rollback {
+        Some(rb) => style.paint("31", &format!("{}: {} (at {})", rb.color, rb.reason, rb.at)),
+        None => "none".into(),
+    };
+    let _ = writeln!(s, "rollback  {rollback}");
+}
+
+/// One line per color with quality gates on: answers, label shares, mean score, invalid share.
+fn quality_lines(s: &mut String, r: &RouteStatus) {
     let mut header = false;
-    for (name, c) in colors {
-        let q = &c["quality"];
-        if !q.is_object() {
+    for (name, c) in &r.colors {
+        let Some(q) = &c.quality else {
             continue;
-        }
+        };
         if !header {
             let _ = writeln!(
                 s,
@@ -173,94 +205,68 @@ fn quality_lines(s: &mut String, v: &serde_json::Value) {
             );
             header = true;
         }
-        let labels: Vec<String> = q["labels"]
-            .as_object()
-            .map(|l| {
-                let mut l: Vec<(&String, f64)> = l
-                    .iter()
-                    .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0)))
-                    .collect();
-                l.sort_by(|a, b| b.1.total_cmp(&a.1));
-                l.iter()
-                    .take(4)
-                    .map(|(k, v)| format!("{k} {:.0}%", v * 100.0))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut labels: Vec<(&String, f64)> = q.labels.iter().map(|(k, v)| (k, *v)).collect();
+        labels.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let labels: Vec<String> = labels
+            .iter()
+            .take(4)
+            .map(|(k, v)| format!("{k} {:.0}%", v * 100.0))
+            .collect();
         let labels = match labels.is_empty() {
             true => "-".to_owned(),
             false => labels.join(" "),
         };
-        let score = q["mean_score"]
-            .as_f64()
-            .map_or("-".to_owned(), |x| format!("{x:.2}"));
+        let score = q.mean_score.map_or("-".to_owned(), |x| format!("{x:.2}"));
         let _ = writeln!(
             s,
             "{:<14} {:>7}  {:<32} {:>5}  {:>6.1}%  {:>7}",
             name,
-            q["samples"].as_u64().unwrap_or(0),
+            q.samples,
             labels,
             score,
-            q["invalid_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            q["skipped"].as_u64().unwrap_or(0)
+            q.invalid_rate * 100.0,
+            q.skipped
         );
     }
 }
 
-fn rollout_line(r: &serde_json::Value, style: Style, now: std::time::SystemTime) -> String {
-    let Some(r) = r.as_object() else {
-        return "none".into();
-    };
-    let step = r.get("step").and_then(|x| x.as_u64()).unwrap_or(0) as usize;
-    let steps = r.get("steps").and_then(|x| x.as_u64()).unwrap_or(0) as usize;
-    let weights: Vec<u64> = r
-        .get("step_weights")
-        .and_then(|w| w.as_array())
-        .map(|w| w.iter().filter_map(|x| x.as_u64()).collect())
-        .unwrap_or_default();
-    let shadows: Vec<Option<u64>> = r
-        .get("step_shadow")
-        .and_then(|w| w.as_array())
-        .map(|w| w.iter().map(|x| x.as_u64()).collect())
-        .unwrap_or_default();
+fn rollout_line(r: &RolloutStatus, style: Style, now: SystemTime) -> String {
     let (done, todo) = match style {
         Style::Terminal => ("█", "░"),
         Style::Plain => ("#", "-"),
     };
-    let bar: String = (1..=steps)
-        .map(|i| if i <= step { done } else { todo })
+    let bar: String = (1..=r.steps)
+        .map(|i| if i <= r.step { done } else { todo })
         .collect();
-    let path: Vec<String> = weights
+    let path: Vec<String> = r
+        .step_weights
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let label = match shadows.get(i).copied().flatten() {
+            let label = match r.step_shadow.get(i).copied().flatten() {
                 Some(pct) => format!("shadow {pct}%"),
                 None => format!("{w}%"),
             };
-            if i + 1 == step {
+            if i + 1 == r.step {
                 format!("[{label}]")
             } else {
                 label
             }
         })
         .collect();
-    let counted = match (
-        r.get("counted").and_then(|c| c.as_u64()),
-        r.get("min_requests").and_then(|c| c.as_u64()),
-    ) {
+    let counted = match (r.counted, r.min_requests) {
         (Some(n), Some(min)) => {
-            let what = match r.get("shadow").and_then(|s| s.as_bool()) {
-                Some(true) => "compared answers",
-                _ => "requests",
+            let what = match r.shadow {
+                true => "compared answers",
+                false => "requests",
             };
             format!("   {n}/{min} {what}")
         }
         _ => String::new(),
     };
     let next = r
-        .get("next_step_at")
-        .and_then(|n| n.as_str())
+        .next_step_at
+        .as_deref()
         .and_then(|n| humantime::parse_rfc3339(n).ok())
         .map(|at| {
             let left = at.duration_since(now).unwrap_or_default();
@@ -271,38 +277,34 @@ fn rollout_line(r: &serde_json::Value, style: Style, now: std::time::SystemTime)
         })
         .unwrap_or_default();
     format!(
-        "{}  {bar}  step {step} of {steps}: {}{counted}{next}",
-        r.get("candidate").and_then(|c| c.as_str()).unwrap_or("?"),
+        "{}  {bar}  step {} of {}: {}{counted}{next}",
+        r.candidate,
+        r.step,
+        r.steps,
         path.join(" > ")
     )
 }
 
 /// `green  copies of 100%  312 compared, agreement 97% (min 90%), 4 errors, 0 skipped`.
-fn shadow_line(v: &serde_json::Value, style: Style) -> Option<String> {
-    let v = v.as_object()?;
-    let num = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
-    let min = v
-        .get("min_agreement")
-        .and_then(|x| x.as_f64())
-        .unwrap_or(0.0);
-    let agreement = match v.get("agreement").and_then(|x| x.as_f64()) {
+fn shadow_line(v: &ShadowStatus, style: Style) -> String {
+    let agreement = match v.agreement {
         Some(a) => {
             let text = format!("agreement {:.0}%", a * 100.0);
-            match a < min {
+            match a < v.min_agreement {
                 true => style.paint("31", &text),
                 false => text,
             }
         }
         None => "agreement -".to_owned(),
     };
-    Some(format!(
+    format!(
         "{}  copies of {}%  {} compared by {}, {agreement} (min {:.0}%), {} errors, {} skipped",
-        v.get("color").and_then(|c| c.as_str()).unwrap_or("?"),
-        num("percent"),
-        num("compared"),
-        v.get("by").and_then(|c| c.as_str()).unwrap_or("label"),
-        min * 100.0,
-        num("errors"),
-        num("skipped"),
-    ))
+        v.color,
+        v.percent,
+        v.compared,
+        v.by,
+        v.min_agreement * 100.0,
+        v.errors,
+        v.skipped,
+    )
 }
