@@ -24,10 +24,11 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The tests' gRPC model servers and clients (grpcio) and WebSocket peers run in Python.
-if [ "${1:-}" = "--test" ] && ! python3 -c 'import grpc, grpc_health, websockets' 2>/dev/null; then
-  echo "setup: installing grpcio grpcio-health-checking websockets (pip)"
-  python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-health-checking websockets \
+# The tests' gRPC model servers and clients (grpcio), WebSocket peers and OpenAI-style client
+# (openai) run in Python.
+if [ "${1:-}" = "--test" ] && ! python3 -c 'import grpc, grpc_health, websockets, openai' 2>/dev/null; then
+  echo "setup: installing grpcio grpcio-health-checking websockets openai (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-health-checking websockets openai \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
-         grpcio grpcio-health-checking websockets
+         grpcio grpcio-health-checking websockets openai
 fi

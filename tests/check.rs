@@ -1,26 +1,10 @@
 //! `blueshift check` and `blueshift serve` on bad input: every problem, its place, exit codes.
 
-use std::process::{Command, Output};
+mod common;
 
-fn blueshift(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use std::process::Command;
 
-fn check_text(yaml: &str) -> (i32, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("policy.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = blueshift(&["check", path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(path.to_str().unwrap(), "FILE");
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
-}
+use common::check::{blueshift, check_text, rejects};
 
 const GOOD: &str = "listen: 127.0.0.1:8080
 colors:
@@ -35,21 +19,6 @@ split:
   blue: 90
   green: 10
 ";
-
-/// Asserts that `yaml` is rejected with a message containing `expected` at `line:col`.
-fn rejects(yaml: &str, at: &str, expected: &str) {
-    let (code, stdout, stderr) = check_text(yaml);
-    assert_eq!(code, 1, "accepted:\n{yaml}\nstdout: {stdout}");
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(expected))
-        .unwrap_or_else(|| panic!("no `{expected}` in:\n{stderr}"));
-    assert!(
-        line.starts_with(&format!("FILE:{at}")),
-        "wanted FILE:{at}, got: {line}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
 
 /// `blueshift demo --prepare`: the demo policy's TLS pair, which a clean clone does not have.
 fn prepare_demo() {

@@ -112,12 +112,13 @@ pub fn check_in(text: &str, dir: &Path) -> Result<Checked, Problems> {
                         }
                     }
                     _ => {
-                        // Through a map with spanned keys (colors, split) a type error's path
-                        // has `?` for the key and marked-yaml's mark stops short of it: find
-                        // the node it is about ourselves. Parse errors carry their own mark.
+                        // marked-yaml's mark of a type error may stop short of the node it is
+                        // about (at the list entry holding it, or before a spanned key: colors,
+                        // split, whose path has `?`): follow the path to the node ourselves.
+                        // Parse errors carry their own mark.
                         let segments = path_segments(e.path().unwrap_or(""));
                         let mark = match invalid_type_found(&e) {
-                            Some(found) if segments.iter().any(|s| s == "?") => {
+                            Some(found) => {
                                 find_node(&node, &segments, &|n| is_kind(n, &found))
                                     .and_then(|n| n.span().start().copied())
                             }

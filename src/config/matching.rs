@@ -88,7 +88,7 @@ fn host(c: &mut Checker, h: &Spanned<String>) -> Option<Host> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     if !valid {
         let why = match name.contains(':') {
-            true => "give the host without a port".to_owned(),
+            true => "has a port: give the host alone".to_owned(),
             false => "is not a host name (write e.g. ranker.internal or *.example.com)".to_owned(),
         };
         c.report(h.span(), format!("match.host: `{}` {why}", &**h));

@@ -88,6 +88,9 @@ pub(super) async fn answer(
     if path == "/stream" {
         return stream(input, query, version, wrong);
     }
+    if path == "/v1/chat/completions" {
+        return chat(body, query, version, wrong);
+    }
     let (mut label, confidence) = predict(input, version);
     if wrong {
         label = if label == "positive" {
@@ -154,6 +157,56 @@ fn stream(input: &[u8], query: &str, version: &str, wrong: bool) -> Reply {
     // `stamp=1`: each event carries when it was written, for measuring what a proxy adds.
     let stamp = param(query, "stamp") == Some("1");
     Reply::Events { events, gap, stamp }
+}
+
+/// `POST /v1/chat/completions`, as an OpenAI-compatible LLM server answers it: a completion for
+/// the body's `model` (its version in `system_fingerprint`), whole or, with `"stream": true`, as
+/// `chat.completion.chunk` events (`?gap=MS` apart), `[DONE]` last.
+fn chat(body: &[u8], query: &str, version: &str, wrong: bool) -> Reply {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let model = request["model"].as_str().unwrap_or("unknown").to_owned();
+    let reason = if wrong { "content_filter" } else { "stop" };
+    let tokens: Vec<String> = (0..number(query, "events", 3).min(1_000))
+        .map(|i| format!("tok{i} "))
+        .collect();
+    let base = serde_json::json!({
+        "id": format!("chatcmpl-{:016x}", hash(body)),
+        "model": model,
+        "system_fingerprint": version,
+    });
+    let with = |mut v: serde_json::Value, more: serde_json::Value| {
+        if let (Some(v), Some(more)) = (v.as_object_mut(), more.as_object()) {
+            v.extend(more.clone());
+        }
+        v.to_string()
+    };
+    if request["stream"] != true {
+        let answer = serde_json::json!({
+            "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": reason,
+                         "message": {"role": "assistant", "content": tokens.concat()}}],
+            "usage": {"completion_tokens": tokens.len()},
+        });
+        return Reply::json("200 OK", with(base, answer) + "\n");
+    }
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        let c = serde_json::json!({
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        with(base.clone(), c)
+    };
+    let mut events: Vec<String> = tokens
+        .iter()
+        .map(|t| chunk(serde_json::json!({"content": t}), None))
+        .collect();
+    events.push(chunk(serde_json::json!({}), Some(reason)));
+    events.push("[DONE]".into());
+    Reply::Events {
+        events,
+        gap: Duration::from_millis(number(query, "gap", 5)),
+        stamp: false,
+    }
 }
 
 /// Demo's `POST /demo/<behaviour>`: how a model goes bad, from a shell.

@@ -254,7 +254,7 @@ where
     let mut buf = Vec::with_capacity(4096);
     loop {
         // Read one request head.
-        let (head_len, path, keep_alive, body_len, is_get, seen) = loop {
+        let (head_len, path, keep_alive, body_len, chunked, is_get, seen) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
@@ -268,6 +268,8 @@ where
                     let len = header("content-length")
                         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
                         .unwrap_or(0);
+                    let chunked = header("transfer-encoding")
+                        .is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
                     let close =
                         header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
                     let keep = req.version == Some(1) && !close;
@@ -285,7 +287,8 @@ where
                             .collect(),
                         body: Vec::new(),
                     });
-                    break (n, path, keep, len, req.method == Some("GET"), seen);
+                    let get = req.method == Some("GET");
+                    break (n, path, keep, len, chunked, get, seen);
                 }
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
                     if stream.read_buf(&mut buf).await? == 0 {
@@ -295,17 +298,25 @@ where
                 _ => return Ok(()),
             }
         };
-        while buf.len() < head_len + body_len {
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Ok(());
-            }
-        }
         let head = match path == "/headers" {
             true => buf[..head_len].to_vec(),
             false => Vec::new(),
         };
-        let body = buf[head_len..head_len + body_len].to_vec();
-        buf.drain(..head_len + body_len);
+        buf.drain(..head_len);
+        let body = match chunked {
+            true => match read_chunked(&mut stream, &mut buf).await? {
+                Some(body) => body,
+                None => return Ok(()),
+            },
+            false => {
+                while buf.len() < body_len {
+                    if stream.read_buf(&mut buf).await? == 0 {
+                        return Ok(());
+                    }
+                }
+                buf.drain(..body_len).collect()
+            }
+        };
         if let Some(mut seen) = seen.filter(|_| !path.starts_with("/health")) {
             seen.body = body.clone();
             if let Ok(mut r) = c.recorded.lock() {
@@ -327,5 +338,52 @@ where
         if !keep_alive {
             return Ok(());
         }
+    }
+}
+
+/// Reads a chunked request body (its trailers skipped); `None` if the client closed before the
+/// end, `Err` on a chunk size that is not hex.
+async fn read_chunked<S>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size");
+    let mut body = Vec::new();
+    loop {
+        // A line: the chunk size (extensions after `;` ignored).
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if stream.read_buf(buf).await? == 0 {
+                return Ok(None);
+            }
+        };
+        let line = std::str::from_utf8(&buf[..line_end]).map_err(|_| bad())?;
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad())?;
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            // Trailers, then an empty line.
+            loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    buf.drain(..i + 2);
+                    if i == 0 {
+                        return Ok(Some(body));
+                    }
+                    continue;
+                }
+                if stream.read_buf(buf).await? == 0 {
+                    return Ok(None);
+                }
+            }
+        }
+        while buf.len() < size + 2 {
+            if stream.read_buf(buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
     }
 }

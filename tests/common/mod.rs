@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use blueshift::model_server::ModelServer;
 
 pub mod browser;
+pub mod check;
 pub mod origin;
 pub mod peers;
 
@@ -261,10 +262,11 @@ impl Proxy {
     pub fn wait_checked(&self) {
         eventually("every backend's first health check", || {
             let s = self.status();
-            let all_known = s["colors"]
+            let all_known = s["routes"]
                 .as_object()?
                 .values()
-                .flat_map(|c| c["backends"].as_array().cloned().unwrap_or_default())
+                .flat_map(|r| r["colors"].as_object().cloned().unwrap_or_default())
+                .flat_map(|(_, c)| c["backends"].as_array().cloned().unwrap_or_default())
                 .all(|b| b["health"] != "unknown");
             all_known.then_some(())
         });
@@ -617,6 +619,7 @@ pub fn two_colors(
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub at: Instant,
+    pub path: String,
     pub status: u16,
     pub color: String,
 }
@@ -629,20 +632,29 @@ pub struct Load {
 
 impl Load {
     pub fn start(addr: SocketAddr, every: Duration) -> Load {
+        Load::on(addr, &["/predict"], every)
+    }
+
+    /// Traffic to each of `paths` in turn.
+    pub fn on(addr: SocketAddr, paths: &[&str], every: Duration) -> Load {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut out = Vec::new();
             // Bounded: at most 60 s of traffic whatever the test does.
             let end = Instant::now() + Duration::from_secs(60);
+            let mut next = paths.iter().cycle();
             while !s.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
-                let r = get(addr, "/predict", &[]);
+                let path = next.next().map_or("/predict", |p| p.as_str());
+                let r = get(addr, path, &[]);
                 let (status, color) = match r {
                     Ok(r) => (r.status, r.color().to_owned()),
                     Err(_) => (0, String::new()),
                 };
                 out.push(Sample {
                     at: Instant::now(),
+                    path: path.to_owned(),
                     status,
                     color,
                 });
