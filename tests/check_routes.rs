@@ -114,7 +114,7 @@ fn structural_problems_inside_a_route_are_placed_too() {
     );
     rejects(
         &ROUTES.replace("  - name: fallback\n", "  - name: fallback\n    affinity: {cookie: blueshift}\n    override_header: x-color\n    rollout: {candidate: green, steps: [{weight: 10, hold: 1s}]}\n"),
-        "17:27",
+        "17:26",
         "route `fallback`: rollout.candidate: there is no color `green`",
     );
 }
