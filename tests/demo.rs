@@ -26,16 +26,37 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// The demo's sentiment route in `/status`.
 fn status() -> serde_json::Value {
-    serde_json::from_str(&get(addr(ADMIN), "/status", &[]).unwrap().body).unwrap()
+    let s: serde_json::Value =
+        serde_json::from_str(&get(addr(ADMIN), "/status", &[]).unwrap().body).unwrap();
+    s["routes"]["sentiment"].clone()
 }
 
 fn resume_from_the_cli() {
     let out = Command::new(env!("CARGO_BIN_EXE_blueshift"))
-        .arg("resume")
+        .args(["resume", "--route", "sentiment"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// A chat completion for `model` through the demo proxy, as a session of `session`.
+fn chat(model: &str, session: &str) -> Resp {
+    let body = format!(
+        "{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+    );
+    request(
+        addr(PROXY),
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("x-session-id", session),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -55,7 +76,9 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
     );
     eventually("the demo proxy to answer", || {
         if let Ok(Some(exit)) = demo.0.try_wait() {
-            panic!("the demo exited early: {exit} (ports 8080, 9901, 5001, 5002 taken?)");
+            panic!(
+                "the demo exited early: {exit} (ports 8080, 9901, 5001, 5002, 6001-6003 taken?)"
+            );
         }
         get(addr(PROXY), "/predict", &[])
             .ok()
@@ -106,6 +129,40 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
         forced.body.contains("\"model_version\":\"v2\""),
         "{forced:?}"
     );
+
+    // The second and third routes: two LLMs behind one path, by the body's model; llama's
+    // canary mid-rollout at 20%, each session on one version.
+    let mut canary = 0;
+    for i in 0..200 {
+        let r = chat("llama-3-8b", &format!("user-{i}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.contains("\"model\":\"llama-3-8b\""), "{r:?}");
+        let version = r.header("x-model-version").unwrap_or_default().to_owned();
+        assert_eq!(
+            version,
+            if r.color() == "canary" {
+                "llama-v2"
+            } else {
+                "llama-v1"
+            }
+        );
+        canary += usize::from(r.color() == "canary");
+        assert_eq!(
+            chat("llama-3-8b", &format!("user-{i}")).color(),
+            r.color(),
+            "sticky"
+        );
+    }
+    assert!(
+        (20..=60).contains(&canary),
+        "{canary} of 200 sessions on the canary"
+    );
+    let r = chat("mistral-7b", "user-1");
+    assert_eq!(r.header("x-model-version"), Some("mistral-v1"), "{r:?}");
+    let all: serde_json::Value =
+        serde_json::from_str(&get(addr(ADMIN), "/status", &[]).unwrap().body).unwrap();
+    assert_eq!(all["routes"]["llama"]["state"], "progressing");
+    assert_eq!(all["routes"]["llama"]["weights"]["canary"], 20);
 
     // The banner's recipe: break green, send traffic, and blueshift takes green out by itself.
     let r = post(addr(GREEN), "/demo/failing", &[]).unwrap();
@@ -161,7 +218,7 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
     assert!(ok);
     let exit = eventually("the demo to exit", || demo.0.try_wait().unwrap());
     assert!(exit.success(), "{exit}");
-    for port in [PROXY, ADMIN, GREEN, "127.0.0.1:8443"] {
+    for port in [PROXY, ADMIN, GREEN, "127.0.0.1:8443", "127.0.0.1:6001"] {
         assert!(TcpStream::connect(port).is_err(), "{port} still open");
     }
     let mut banner = String::new();
@@ -172,6 +229,10 @@ fn the_demo_splits_pins_and_rolls_a_broken_green_back_by_itself() {
         .read_to_string(&mut banner)
         .unwrap();
     assert!(banner.contains("/demo/failing"), "{banner}");
+    assert!(
+        banner.contains("route llama") && banner.contains("\"model\":\"mistral-7b\""),
+        "{banner}"
+    );
     assert!(banner.contains("/demo/wrong"), "{banner}");
     assert!(
         banner.contains("curl -si --cacert ") && banner.contains("https://localhost:8443/predict"),

@@ -255,3 +255,62 @@ fn history_keeps_a_point_a_second_per_color_and_refuses_a_bad_since() {
         assert!(!page.body.contains(external), "the page loads {external}");
     }
 }
+
+#[test]
+fn the_page_picks_a_route_shows_every_routes_state_and_acts_on_the_one_shown() {
+    let mut m = Models::new();
+    for v in ["v1", "v2", "llama-v1", "llama-v2"] {
+        m.start(v);
+    }
+    let text = format!(
+        "listen: {{listen}}\nadmin: {{admin}}\nroutes:\n\
+         - {{name: llama, match: {{path_prefix: /v1/chat}}, colors: {{stable: {{backends: [{{addr: {}}}]}}, canary: {{backends: [{{addr: {}}}]}}}}, stable: stable, split: {{stable: 100}}, rollout: {{candidate: canary, steps: [{{weight: 30, hold: 1h}}]}}}}\n\
+         - {{name: sentiment, colors: {{blue: {{backends: [{{addr: {}}}]}}, green: {{backends: [{{addr: {}}}]}}}}, stable: blue, split: {{blue: 90, green: 10}}}}\n",
+        m.addr(2),
+        m.addr(3),
+        m.addr(0),
+        m.addr(1)
+    );
+    let p = Proxy::start(&text);
+    let mut b = page(&p, 1280, 800);
+    // Every route at a glance, the first one shown.
+    assert_eq!(b.text("#routes"), "llamaprogressingsentimentsteady");
+    assert_eq!(
+        b.text("#routes button[aria-current=true]"),
+        "llamaprogressing"
+    );
+    assert_eq!(b.text("#bar"), "stable 70%canary 30%");
+    assert_eq!(b.text("#state"), "progressing");
+    // Another route, picked: its split, its state.
+    b.click("#routes button[data-route=sentiment]");
+    eventually("sentiment on the page", || {
+        (b.text("#bar") == "blue 90%green 10%" && b.text("#state") == "steady").then_some(())
+    });
+    eventually("sentiment's history", || {
+        let drawn = b.eval("Object.keys(history).sort().join(',')");
+        (drawn.as_str() == Some("blue,green")).then_some(())
+    });
+    // An action on the page applies to the route shown, and only to it.
+    b.click("#act-rollback");
+    assert!(b.text("#confirm-text").contains("(route sentiment)"));
+    b.click("#confirm-yes");
+    let s = p.wait_status("sentiment rolled back", |s| {
+        s["routes"]["sentiment"]["state"] == "rolled_back"
+    });
+    assert_eq!(s["routes"]["llama"]["state"], "progressing");
+    eventually("the picker to show it", || {
+        (b.text("#routes") == "llamaprogressingsentimentrolled back").then_some(())
+    });
+    assert!(
+        b.text("#message").contains("sentiment is now rolled back"),
+        "{}",
+        b.text("#message")
+    );
+    let fits = b.eval(FITS);
+    assert_eq!(
+        fits,
+        Value::Bool(true),
+        "wider than 1280: {}",
+        b.eval(WIDER)
+    );
+}

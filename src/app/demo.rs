@@ -1,4 +1,5 @@
-//! `blueshift demo`: two model servers and the proxy on fixed local ports, in one process.
+//! `blueshift demo`: five model servers (three routes' colors) and the proxy on fixed local
+//! ports, in one process.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,15 @@ use crate::Error;
 /// The demo policy, also shipped as `conf/demo.yaml`.
 pub const DEMO_POLICY: &str = include_str!("../../conf/demo.yaml");
 
-/// Blue (v1) and green (v2) model server ports, as in `conf/demo.yaml`.
-const MODELS: [(&str, u16); 2] = [("v1", 5001), ("v2", 5002)];
+/// The model servers of `conf/demo.yaml`: sentiment's blue (v1) and green (v2), llama's stable
+/// and canary, mistral.
+const MODELS: [(&str, u16); 5] = [
+    ("v1", 5001),
+    ("v2", 5002),
+    ("llama-v1", 6001),
+    ("llama-v2", 6002),
+    ("mistral-v1", 6003),
+];
 
 /// Where the demo's self-signed pair goes, next to its policy (paths in it are relative).
 const TLS_DIR: &str = "demo-tls";
@@ -117,9 +125,14 @@ fn policy_path() -> Result<PathBuf, Error> {
 fn print_banner(policy: &Path, cert: &Path) {
     println!(
         r#"
-blueshift demo
-  model blue  (v1)  http://127.0.0.1:5001
-  model green (v2)  http://127.0.0.1:5002
+blueshift demo: three routes, each with its own models and rollout
+  route llama       POST /v1/chat/completions with "model": "llama-3-8b"
+                      stable llama v1 http://127.0.0.1:6001, canary llama v2 http://127.0.0.1:6002
+                      (mid-rollout: canary at 20%, 10 minutes a step)
+  route mistral     POST /v1/chat/completions with "model": "mistral-7b"
+                      stable mistral v1 http://127.0.0.1:6003
+  route sentiment   every other request
+                      blue v1 http://127.0.0.1:5001 (stable, 90%), green v2 http://127.0.0.1:5002 (10%)
   proxy             http://127.0.0.1:8080   policy: {policy}
   proxy over TLS    https://localhost:8443  certificate: {cert} (self-signed at start)
   admin             http://127.0.0.1:9901   (open it in a browser: the live rollout page;
@@ -128,6 +141,13 @@ blueshift demo
 Try:
   # a prediction; the x-blueshift-color header says which model answered
   curl -si -X POST http://127.0.0.1:8080/predict -d '{{"text":"great product"}}'
+
+  # two LLMs behind one OpenAI-compatible path, told apart by the body's "model" field;
+  # llama's canary takes about 20% of conversations (x-session-id keeps one on one version)
+  curl -si http://127.0.0.1:8080/v1/chat/completions -H 'x-session-id: alice' \
+    -d '{{"model":"llama-3-8b","messages":[{{"role":"user","content":"hi"}}]}}'
+  curl -sN http://127.0.0.1:8080/v1/chat/completions \
+    -d '{{"model":"mistral-7b","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}'
 
   # the same over TLS with HTTP/2 (ALPN), and over HTTP/2 without TLS (h2c, as gRPC clients do)
   curl -si --cacert {cert} https://localhost:8443/predict
@@ -145,25 +165,26 @@ Try:
   # the live state and the metrics
   curl -s http://127.0.0.1:9901/status
   curl -s http://127.0.0.1:9901/metrics | grep ^blueshift_
-  blueshift status                      # (./target/release/blueshift from a checkout)
-  blueshift rollback; blueshift resume
+  blueshift status                      # a block per route (./target/release/blueshift from a checkout)
+  blueshift rollback --route sentiment; blueshift resume --route sentiment
 
   # break green and watch blueshift take it out by itself (it judges on traffic, so send some)
   curl -s -X POST http://127.0.0.1:5002/demo/failing     # or demo/slow, demo/hang, demo/unhealthy
   (for i in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:8080/predict & done; sleep 3)
-  blueshift status                      # rolled_back: green at 0%, and why
-  curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
+  blueshift status --route sentiment    # rolled_back: green at 0%, and why; llama's rollout goes on
+  curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume --route sentiment
 
   # quality gates: green answers 200s with the wrong labels; blueshift compares what each model
   # answers (label mix, confidence) and takes green out, though no request failed
   curl -s -X POST http://127.0.0.1:5002/demo/wrong      # or demo/notjson
   for i in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:8080/predict?id=$i"; done
-  blueshift status                      # QUALITY lines, and the rollback: label shift ... > 0.2
-  curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume
+  blueshift status --route sentiment    # QUALITY lines, and the rollback: label shift ... > 0.2
+  curl -s -X POST http://127.0.0.1:5002/demo/healthy; blueshift resume --route sentiment
 
-Edit {policy} (say green: 50) and the split changes within 2 s; uncomment its rollout: block
-and green first answers copies of every request as a shadow (compared with blue's answers, never
-returned), then walks 10% -> 50% -> 100% on its own, rolled back if it goes bad on the way.
+Edit {policy} (say green: 50) and the split changes within 2 s, and the other routes keep their
+state; uncomment sentiment's rollout: block and green first answers copies of every request as a
+shadow (compared with blue's answers, never returned), then walks 10% -> 50% -> 100% on its own,
+rolled back if it goes bad on the way.
 
 Ctrl-C stops everything.
 "#,

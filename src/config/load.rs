@@ -118,10 +118,8 @@ pub fn check_in(text: &str, dir: &Path) -> Result<Checked, Problems> {
                         // Parse errors carry their own mark.
                         let segments = path_segments(e.path().unwrap_or(""));
                         let mark = match invalid_type_found(&e) {
-                            Some(found) => {
-                                find_node(&node, &segments, &|n| is_kind(n, &found))
-                                    .and_then(|n| n.span().start().copied())
-                            }
+                            Some(found) => find_node(&node, &segments, &|n| is_kind(n, &found))
+                                .and_then(|n| n.span().start().copied()),
                             _ => None,
                         }
                         .or(e.start_mark());
