@@ -6,7 +6,37 @@ use marked_yaml::{Span, Spanned};
 
 use super::checker::{at, Checker};
 use super::file::MatchFile;
-use super::{Host, Match, Problem, Route};
+use super::{Problem, Route};
+
+/// A route's `match:`: every condition given must hold; none at all takes every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Match {
+    /// The request's host (its `Host`, or HTTP/2's `:authority`), without the port.
+    pub host: Option<Host>,
+    /// The path starts with these segments (`/v1/chat` takes `/v1/chat` and `/v1/chat/x`,
+    /// not `/v1/chatx`); no trailing `/`.
+    pub path_prefix: Option<String>,
+    /// Headers that must be present with exactly these values.
+    pub headers: Vec<(HeaderName, String)>,
+    /// The JSON body's model field (see [`Routing`]) must be this string.
+    pub model: Option<String>,
+}
+
+/// What `match.host` takes: one host, or every host under a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// `ranker.internal`, lowercase.
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`: any host ending so (not `example.com` itself).
+    Suffix(String),
+}
+
+impl Match {
+    /// Whether this match takes every request.
+    pub fn is_catch_all(&self) -> bool {
+        *self == Match::default()
+    }
+}
 
 /// `match:`; a condition with a problem is left out (and reported).
 pub(super) fn matches(c: &mut Checker, m: Option<&Spanned<MatchFile>>) -> Match {

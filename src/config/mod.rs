@@ -13,11 +13,11 @@ mod gates;
 mod load;
 mod matching;
 mod pointer;
+mod problem;
 mod route;
 mod steps;
 mod validate;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,9 +25,10 @@ use std::time::Duration;
 use http::HeaderName;
 
 pub use pointer::{visit_pair, NotJson, Pointer};
+pub use problem::{NoRoute, Problem, Problems};
 
 pub use load::{check_in, parse, parse_in, read_checked, read_file, Checked};
-pub use matching::{covers, header_is};
+pub use matching::{covers, header_is, Host, Match};
 
 /// A validated routing policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,35 +95,6 @@ pub struct Route {
     pub mirroring: Mirroring,
 }
 
-/// A route's `match:`: every condition given must hold; none at all takes every request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Match {
-    /// The request's host (its `Host`, or HTTP/2's `:authority`), without the port.
-    pub host: Option<Host>,
-    /// The path starts with these segments (`/v1/chat` takes `/v1/chat` and `/v1/chat/x`,
-    /// not `/v1/chatx`); no trailing `/`.
-    pub path_prefix: Option<String>,
-    /// Headers that must be present with exactly these values.
-    pub headers: Vec<(HeaderName, String)>,
-    /// The JSON body's model field (see [`Routing`]) must be this string.
-    pub model: Option<String>,
-}
-
-/// What `match.host` takes: one host, or every host under a domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Host {
-    /// `ranker.internal`, lowercase.
-    Exact(String),
-    /// `*.example.com`, kept as `.example.com`: any host ending so (not `example.com` itself).
-    Suffix(String),
-}
-
-impl Match {
-    /// Whether this match takes every request.
-    pub fn is_catch_all(&self) -> bool {
-        *self == Match::default()
-    }
-}
 /// A proxy listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -394,15 +366,6 @@ impl Policy {
     }
 }
 
-/// Why [`Policy::route_named`] found no route, as a sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoRoute {
-    /// The name is no route's.
-    Unknown(String),
-    /// No name, and there are several routes.
-    Unnamed(String),
-}
-
 impl Route {
     /// Index of the color with this name.
     pub fn color_index(&self, name: &str) -> Option<usize> {
@@ -419,39 +382,3 @@ impl Route {
         self.matches.model.is_some()
     }
 }
-
-/// One thing wrong with a policy file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// `(line, column)`, 1-based, where the YAML gives one.
-    pub at: Option<(usize, usize)>,
-    /// A short lowercase sentence.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            Some((line, col)) => write!(f, "{line}:{col}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
-
-/// Every problem a policy file has, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Problems {}

@@ -20,6 +20,7 @@ pub mod headers;
 pub mod mirror;
 pub mod replies;
 pub mod retry;
+mod routing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -29,7 +30,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::SET_COOKIE;
 use http::HeaderName;
-use log::info;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
@@ -40,8 +40,7 @@ use crate::config::LatencyMode;
 use crate::judge::answer::Tap;
 use crate::proxy::context::Ctx;
 use crate::proxy::mirror::{Draft, Mirrors};
-use crate::route::matcher::Found;
-use crate::route::snapshot::{Shared, Snapshot};
+use crate::route::snapshot::Shared;
 use crate::route::split::{self, Decision};
 use retry::Retry;
 
@@ -405,68 +404,8 @@ impl ProxyHttp for Blueshift {
         let status = session.response_written().map(|r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         ctx.record(status, e, elapsed);
-        let Some(snap) = ctx.snap.as_ref() else {
-            return;
-        };
-        if snap.policy.access_log {
-            let req = session.req_header();
-            info!(
-                "{} {} {} -> {} {} {:.1}ms",
-                session
-                    .client_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                req.method,
-                req.uri,
-                served_by(snap, ctx.route, ctx.color),
-                status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "error".into()),
-                elapsed.as_secs_f64() * 1000.0
-            );
+        if ctx.snap.as_ref().is_some_and(|s| s.policy.access_log) {
+            routing::access_log(session, ctx, status, elapsed);
         }
-    }
-}
-
-impl Blueshift {
-    /// The route that takes the request, reading its body first when the first route that may
-    /// take it matches on the model field; `None` when no route takes it.
-    async fn find_route(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        snap: &Snapshot,
-        head: framing::Head,
-    ) -> Result<Option<usize>> {
-        let found = match snap.matcher.find(session.req_header(), None) {
-            Found::NeedsModel => {
-                if head.expects_continue {
-                    // The client waits for this before it sends the body about to be read.
-                    session.write_continue_response().await?;
-                    ctx.continued = true;
-                }
-                let (model, held) = body::read_model(session, &snap.policy.routing).await?;
-                ctx.held = held;
-                snap.matcher
-                    .find(session.req_header(), Some(model.as_deref()))
-            }
-            found => found,
-        };
-        Ok(match found {
-            Found::Route(i) => Some(i),
-            Found::NeedsModel | Found::Nothing => None,
-        })
-    }
-}
-
-/// `color` for a policy without `routes:`, `route/color` with them, `-` for what is not chosen.
-fn served_by(snap: &Snapshot, route: Option<usize>, color: Option<usize>) -> String {
-    let Some(r) = route else {
-        return "-".into();
-    };
-    let color = color.map_or("-", |c| snap.routes[r].table.names[c].as_str());
-    match snap.policy.listed_routes {
-        true => format!("{}/{color}", snap.policy.routes[r].name),
-        false => color.to_owned(),
     }
 }
