@@ -506,12 +506,17 @@ fn the_demo_policy_with_its_commented_rollout_is_valid_too() {
             concat!(": ", env!("CARGO_MANIFEST_DIR"), "/conf/demo-tls/"),
         );
     let start = demo
-        .find("# rollout:")
-        .expect("conf/demo.yaml carries a commented rollout");
+        .find("    # rollout:")
+        .expect("conf/demo.yaml carries a commented rollout in its sentiment route");
     let mut text = demo[..start].to_string();
     for line in demo[start..].lines() {
-        match line.strip_prefix("# ") {
-            Some(l) if l.starts_with("rollout:") || l.starts_with("  ") => text.push_str(l),
+        // `    # rollout:` and `    #   candidate: ...` lose their `# `.
+        let (indent, rest) = line.split_at(line.len() - line.trim_start().len());
+        match rest.strip_prefix("# ") {
+            Some(l) if l.starts_with("rollout:") || l.starts_with("  ") => {
+                text.push_str(indent);
+                text.push_str(l);
+            }
             _ => text.push_str(line),
         }
         text.push('\n');
@@ -519,9 +524,7 @@ fn the_demo_policy_with_its_commented_rollout_is_valid_too() {
     let (code, stdout, stderr) = check_text(&text);
     assert_eq!(code, 0, "{stderr}\n{text}");
     assert!(
-        stdout.contains(
-            "rollout    green: shadow 100% for 30s and 200 compared answers -> 10% for 30s"
-        ),
+        stdout.contains("rollout green: shadow 100% -> 10% -> 50% -> 100%"),
         "{stdout}"
     );
 }

@@ -40,15 +40,17 @@ pub struct ColorMetrics {
     by_status: Box<[OnceLock<IntCounter>]>,
     errors: IntCounter,
     duration: Histogram,
-    first_byte: Histogram,
+    // The series below exist once used (or touched): a color without quality gates or a shadow,
+    // and the `none` color of requests that got none, export none of them.
+    first_byte: OnceLock<Histogram>,
     /// `valid`, `invalid`, `skipped`.
-    inspected: [IntCounter; 3],
-    score: Histogram,
+    inspected: OnceLock<[IntCounter; 3]>,
+    score: OnceLock<Histogram>,
     /// The color's label table: index = position, at most [`MAX_LABELS`].
     labels: RwLock<Vec<(Box<str>, IntCounter)>>,
-    other: IntCounter,
+    other: OnceLock<IntCounter>,
     /// `match`, `mismatch`, `error`, `skipped`.
-    shadow: [IntCounter; 4],
+    shadow: OnceLock<[IntCounter; 4]>,
     /// By gRPC status code, created on first use.
     grpc: [OnceLock<IntCounter>; 17],
 }
@@ -72,16 +74,53 @@ impl ColorMetrics {
                     by_status: (100..600).map(|_| OnceLock::new()).collect(),
                     errors: with(&REQUESTS, "error"),
                     duration: DURATION.with_label_values(&rc),
-                    first_byte: FIRST_BYTE.with_label_values(&rc),
-                    inspected: ["valid", "invalid", "skipped"].map(|r| with(&INSPECTED, r)),
-                    score: SCORE.with_label_values(&rc),
+                    first_byte: OnceLock::new(),
+                    inspected: OnceLock::new(),
+                    score: OnceLock::new(),
                     labels: RwLock::new(Vec::new()),
-                    other: with(&PREDICTIONS, OTHER_LABEL),
-                    shadow: Outcome::ALL.map(|o| with(&SHADOW, o.label())),
+                    other: OnceLock::new(),
+                    shadow: OnceLock::new(),
                     grpc: Default::default(),
                 })
             })
             .clone()
+    }
+
+    fn labels3(&self) -> [&str; 3] {
+        [&self.route, &self.name, ""]
+    }
+
+    fn first_byte(&self) -> &Histogram {
+        self.first_byte
+            .get_or_init(|| FIRST_BYTE.with_label_values(&[&self.route, &self.name]))
+    }
+
+    fn inspected(&self) -> &[IntCounter; 3] {
+        self.inspected.get_or_init(|| {
+            ["valid", "invalid", "skipped"].map(|r| self.counter(&INSPECTED, r))
+        })
+    }
+
+    fn score(&self) -> &Histogram {
+        self.score
+            .get_or_init(|| SCORE.with_label_values(&[&self.route, &self.name]))
+    }
+
+    fn other(&self) -> &IntCounter {
+        self.other
+            .get_or_init(|| self.counter(&PREDICTIONS, OTHER_LABEL))
+    }
+
+    fn shadow(&self) -> &[IntCounter; 4] {
+        self.shadow
+            .get_or_init(|| Outcome::ALL.map(|o| self.counter(&SHADOW, o.label())))
+    }
+
+    /// This color's series of a counter with one more label.
+    fn counter(&self, vec: &IntCounterVec, last: &str) -> IntCounter {
+        let mut l = self.labels3();
+        l[2] = last;
+        vec.with_label_values(&l)
     }
 
     /// Counts one request: `status` is `None` when no response reached the client.
@@ -99,7 +138,7 @@ impl ColorMetrics {
 
     /// Time to the first byte of an answer's body.
     pub fn observe_first_byte(&self, seconds: f64) {
-        self.first_byte.observe(seconds);
+        self.first_byte().observe(seconds);
     }
 
     /// Counts what an inspected answer said; returns it as window counts, labels by index.
@@ -112,19 +151,19 @@ impl ColorMetrics {
                     c.labels[self.label(l)] += 1;
                 }
                 for s in scores {
-                    self.score.observe(*s);
+                    self.score().observe(*s);
                 }
                 c.score_sum = scores.iter().sum();
                 c.scores = scores.len() as u64;
-                self.inspected[0].inc();
+                self.inspected()[0].inc();
             }
             Answer::Invalid => {
                 c.invalid = 1;
-                self.inspected[1].inc();
+                self.inspected()[1].inc();
             }
             Answer::Skipped => {
                 c.skipped = 1;
-                self.inspected[2].inc();
+                self.inspected()[2].inc();
             }
         }
         c
@@ -141,7 +180,7 @@ impl ColorMetrics {
                 return i;
             }
             if table.len() >= MAX_LABELS {
-                self.other.inc();
+                self.other().inc();
                 return MAX_LABELS;
             }
         }
@@ -155,7 +194,7 @@ impl ColorMetrics {
                 table.len() - 1
             }
             None => {
-                self.other.inc();
+                self.other().inc();
                 return MAX_LABELS;
             }
         };
@@ -181,7 +220,7 @@ impl ColorMetrics {
 
     /// Counts how a mirror of this (shadow) color turned out.
     pub fn count_shadow(&self, outcome: Outcome) {
-        self.shadow[outcome as usize].inc();
+        self.shadow()[outcome as usize].inc();
     }
 
     /// Makes the gRPC series visible from the first scrape (for colors that speak HTTP/2).
@@ -195,16 +234,18 @@ impl ColorMetrics {
 
     /// Makes the shadow series visible from the first scrape.
     pub fn touch_shadow(&self) {
-        for c in &self.shadow {
+        for c in self.shadow() {
             c.inc_by(0);
         }
     }
 
     /// Makes the quality series visible from the first scrape.
     pub fn touch_answers(&self) {
-        for c in &self.inspected {
+        for c in self.inspected() {
             c.inc_by(0);
         }
+        self.other().inc_by(0);
+        self.score();
     }
 
     /// The color's counters since start, for the history (read once a second, never on the
@@ -236,20 +277,21 @@ impl ColorMetrics {
             requests: all + self.errors.get(),
             errors: fives + self.errors.get(),
             duration: cumulative(&self.duration),
-            first_byte: cumulative(&self.first_byte),
+            first_byte: cumulative(self.first_byte()),
             labels: labels
                 .iter()
                 .map(|(l, c)| (l.to_string(), c.get()))
                 .collect(),
-            invalid: self.inspected[1].get(),
-            matched: self.shadow[0].get(),
-            mismatched: self.shadow[1].get(),
+            invalid: self.inspected.get().map_or(0, |c| c[1].get()),
+            matched: self.shadow.get().map_or(0, |c| c[0].get()),
+            mismatched: self.shadow.get().map_or(0, |c| c[1].get()),
         }
     }
 
     /// Makes the color's series visible from the first scrape.
     pub fn touch(&self) {
         self.errors.inc_by(0);
+        self.first_byte();
         self.by_status[100]
             .get_or_init(|| REQUESTS.with_label_values(&[&self.route, &self.name, "200"]));
     }
