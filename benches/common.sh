@@ -11,6 +11,8 @@ BS_ADMIN=${BS_ADMIN:-19901}
 NGINX_PORT=${NGINX_PORT:-18081}
 HAPROXY_PORT=${HAPROXY_PORT:-18082}
 PIDS=()
+# The blueshift under test; BS_BIN=path runs another build (an earlier commit's, say) instead.
+BS_BIN=${BS_BIN:-$ROOT/target/release/blueshift}
 # Every proxy here runs one worker, as the nginx and HAProxy it is compared with do: blueshift
 # gets a Pingora conf that says `threads: 1` (its default too), whatever its default becomes.
 BS_PINGORA_CONF=${BS_PINGORA_CONF:-$WORK/pingora.yaml}
@@ -97,7 +99,7 @@ start_blueshift() {
 start_blueshift_with() {
   local file=$1 port=$2 admin=$3 extra=$4
   { BS_PORT=$port BS_ADMIN=$admin bs_policy "${5:-90}" "${6:-10}"; printf '%s' "$extra"; } >"$file"
-  RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$file" --pingora-conf "$BS_PINGORA_CONF" &
+  RUST_LOG=error "$BS_BIN" serve -p "$file" --pingora-conf "$BS_PINGORA_CONF" &
   PIDS+=($!)
   BS_PID_LAST=$!
   wait_port "$port"

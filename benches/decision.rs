@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use blueshift::config::Policy;
+use blueshift::config::{Pointer, Policy, Routing};
 use blueshift::judge::health::Status;
 use blueshift::judge::window::Outcomes;
 use blueshift::judge::StateName;
+use blueshift::proxy::body::model_of;
 use blueshift::route::matcher::{Found, Table};
 use blueshift::route::snapshot::{Control, RouteInputs, RouteRuntime, RouteView, Snapshot};
 use blueshift::route::split::{decide, inputs};
@@ -190,6 +191,22 @@ fn bench(c: &mut Criterion) {
     );
     run("routes/1_host", &routes(1, host), &by_host(0));
     run("routes/100_host_last", &routes(100, host), &by_host(99));
+
+    // Reading the model field of a chat body (named after the messages, as OpenAI's client
+    // sends it): the whole body is scanned, and checked to be JSON.
+    let routing = Routing {
+        model_field: Pointer::parse("/model").unwrap(),
+        max_body: 1 << 20,
+    };
+    for kib in [1, 256] {
+        let content = "a".repeat(kib * 1024 - 120);
+        let body = format!(
+            "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}],\"model\":\"llama-3-8b\",\"stream\":false}}"
+        );
+        c.bench_function(&format!("routes/model_field_{kib}KiB"), |b| {
+            b.iter(|| black_box(model_of(black_box(body.as_bytes()), &routing)))
+        });
+    }
 }
 
 criterion_group!(benches, bench);

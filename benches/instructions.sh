@@ -114,7 +114,7 @@ if [ "$LOAD" = tiny ]; then
   {
     count nginx "$NGINX_PORT" nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" \
       -g 'daemon off; master_process off;'
-    RUST_LOG=error count blueshift 18380 "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF"
+    RUST_LOG=error count blueshift 18380 "$BS_BIN" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF"
     BARE_CLIENT_LIMITS=1 count bare-pingora 18382 "$ROOT/target/release/examples/bare_pingora" \
       127.0.0.1:18382 "127.0.0.1:$BLUE_PORT"
     count lean-core 18383 "$ROOT/target/release/examples/lean_core" 127.0.0.1:18383 "127.0.0.1:$BLUE_PORT"
@@ -129,7 +129,7 @@ else
   {
     count nginx "${P[0]}" nginx -p "$WORK/proxy" -c "$WORK/proxy/nginx.conf" \
       -g 'daemon off; master_process off;'
-    RUST_LOG=error count blueshift "${P[1]}" "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF"
+    RUST_LOG=error count blueshift "${P[1]}" "$BS_BIN" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF"
     BARE_CLIENT_LIMITS=1 count bare-pingora "${P[2]}" "$ROOT/target/release/examples/bare_pingora" \
       127.0.0.1:18382 "127.0.0.1:$MODEL_PORT" 127.0.0.1:18384 "$CERT" "$KEY"
   } >"$WORK/totals"

@@ -6,6 +6,9 @@
 #
 #   benches/models.sh [seconds-per-run] [rounds] [row...]     (default 8 s, 3 rounds, every row)
 #
+# With BS_BASELINE=path/to/an/earlier/blueshift, that binary runs beside the one built here as
+# the target blueshift-before, in the same rounds: a change's cost on every row, in one run.
+#
 # Rows:
 #   sse       token streams: 50 clients reading 40 events 25 ms apart (1 s streams, OpenAI's
 #             format); per event, the delay it got (arrival minus when the model wrote it), and
@@ -46,6 +49,12 @@ cat "$CERT" "$KEY" >"$WORK/haproxy.pem"
 models_policy "$BS_PORT" "$BS_TLS" >"$WORK/policy.yaml"
 RUST_LOG=error "$ROOT/target/release/blueshift" serve -p "$WORK/policy.yaml" --pingora-conf "$BS_PINGORA_CONF" & BS=$!; PIDS+=($BS)
 wait_port "$BS_TLS"
+BEFORE=; BEFORE_PORT=$((BS_PORT + 200)); BEFORE_TLS=$((BS_TLS + 200))
+if [ -n "${BS_BASELINE:-}" ]; then
+  BS_ADMIN=$((BS_ADMIN + 200)) models_policy "$BEFORE_PORT" "$BEFORE_TLS" >"$WORK/policy-before.yaml"
+  RUST_LOG=error "$BS_BASELINE" serve -p "$WORK/policy-before.yaml" --pingora-conf "$BS_PINGORA_CONF" & BEFORE=$!; PIDS+=($BEFORE)
+  wait_port "$BEFORE_TLS"
+fi
 
 # nginx: name, port, TLS port, upstream block extras, location extras.
 start_models_nginx nginx-default "$NGINX_DEF" "$NGINX_DEF_TLS" "" ""
@@ -78,9 +87,9 @@ BARE_CLIENT_LIMITS=1 RUST_LOG=error "$ROOT/target/release/examples/bare_pingora"
 wait_port "$BARE_M"; wait_port "$BARE_TLS"
 
 worker() { pgrep -P "$(cat "$WORK/$1/nginx.pid")" | head -1; }
-declare -A PID=([blueshift]=$BS [nginx-default]=$(worker nginx-default) [nginx-tuned]=$(worker nginx-tuned) [haproxy]=$(cat "$WORK/haproxy-m.pid") [bare-pingora]=$BARE)
-declare -A PORT=([direct]=$MODEL_PORT [blueshift]=$BS_PORT [nginx-default]=$NGINX_DEF [nginx-tuned]=$NGINX_TUNED [haproxy]=$HAPROXY_M [bare-pingora]=$BARE_M)
-declare -A TLSP=([blueshift]=$BS_TLS [nginx-default]=$NGINX_DEF_TLS [nginx-tuned]=$NGINX_TUNED_TLS [haproxy]=$HAPROXY_TLS [bare-pingora]=$BARE_TLS)
+declare -A PID=([blueshift]=$BS [blueshift-before]=$BEFORE [nginx-default]=$(worker nginx-default) [nginx-tuned]=$(worker nginx-tuned) [haproxy]=$(cat "$WORK/haproxy-m.pid") [bare-pingora]=$BARE)
+declare -A PORT=([direct]=$MODEL_PORT [blueshift]=$BS_PORT [blueshift-before]=$BEFORE_PORT [nginx-default]=$NGINX_DEF [nginx-tuned]=$NGINX_TUNED [haproxy]=$HAPROXY_M [bare-pingora]=$BARE_M)
+declare -A TLSP=([blueshift]=$BS_TLS [blueshift-before]=$BEFORE_TLS [nginx-default]=$NGINX_DEF_TLS [nginx-tuned]=$NGINX_TUNED_TLS [haproxy]=$HAPROXY_TLS [bare-pingora]=$BARE_TLS)
 # The process's CPU ticks so far, "user system".
 cpu() { [ -n "${1:-}" ] && awk '{print $14, $15}' "/proc/$1/stat" || echo 0 0; }
 rss() { [ -n "${1:-}" ] && awk '/^VmRSS/ {print $2}' "/proc/$1/status" || echo 0; }
@@ -155,7 +164,7 @@ print(r.group(2) if r else 0, rps.group(1) if rps else 0, ms(lat.group(1)) if la
 RESULTS="$WORK/models"
 : >"$RESULTS"
 for row in "${ROWS[@]}"; do
-  targets=(blueshift nginx-default nginx-tuned haproxy bare-pingora)
+  targets=(blueshift ${BEFORE:+blueshift-before} nginx-default nginx-tuned haproxy bare-pingora)
   case $row in h2|tls) ;; *) targets=(direct "${targets[@]}") ;; esac
   for round in $(seq "$ROUNDS"); do
     for t in "${targets[@]}"; do

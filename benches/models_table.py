@@ -22,7 +22,8 @@ LABEL = {
     "tls": "new TLS connection per request (16 clients; connect, handshake, answer)",
 }
 ORDER = ["sse", "body256k", "body4m", "wait2000", "close", "h2", "tls"]
-TARGETS = ["direct", "blueshift", "nginx-default", "nginx-tuned", "haproxy", "bare-pingora"]
+TARGETS = ["direct", "blueshift", "blueshift-before", "nginx-default", "nginx-tuned", "haproxy",
+           "bare-pingora"]
 
 
 def main(path, tck):
@@ -83,6 +84,9 @@ def main(path, tck):
                     verdict += f" ({m['rate'] / bare['rate']:.2f}x bare Pingora)"
             elif tuned and t not in ("direct", "nginx-tuned"):
                 verdict = f"{m['rate'] / tuned['rate']:.2f}x"
+                now = med.get((row, "blueshift"))
+                if t == "blueshift-before" and now:
+                    verdict += f" (blueshift now: {now['rate'] / m['rate']:.2f}x this)"
             lat = "whole" if not base and t != "direct" else ""
             print(f"| {LABEL[row]} | {t} | {add('p50'):.2f} ms{' ' + lat if lat else ''} | "
                   f"{add('p99'):.2f} ms | {first} | {m['rate']:,.0f} {unit} | {m['errors']} | "

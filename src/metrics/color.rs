@@ -96,9 +96,8 @@ impl ColorMetrics {
     }
 
     fn inspected(&self) -> &[IntCounter; 3] {
-        self.inspected.get_or_init(|| {
-            ["valid", "invalid", "skipped"].map(|r| self.counter(&INSPECTED, r))
-        })
+        self.inspected
+            .get_or_init(|| ["valid", "invalid", "skipped"].map(|r| self.counter(&INSPECTED, r)))
     }
 
     fn score(&self) -> &Histogram {

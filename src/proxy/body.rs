@@ -6,8 +6,9 @@
 //! 64 KiB of the body read while the buffer was on: when the body was read up front, it sends
 //! that buffer first, through `request_body_filter`. So the body is read here with the buffer on
 //! for the last 64 KiB at most (when the length is known; from the start otherwise), the bytes
-//! read before it are held here, and [`Held::give_back`] puts them in front of the first chunk
-//! each attempt sends: the model gets the body byte for byte, and a retry can send it again.
+//! read are held here, and [`Held::give_back`] sends them as the first chunk of each attempt: in
+//! place of the buffer's tail of them, or in front of the next chunk read when the buffer holds
+//! nothing. The model gets the body byte for byte, and a retry can send it again.
 //!
 //! A body of unknown length (chunked, or HTTP/2 without `content-length`) is read only while
 //! Pingora can still replay it: past 64 KiB (48 KiB over HTTP/2, whose last frame may end the
@@ -26,11 +27,14 @@ const RETRY_BUFFER: usize = 64 * 1024;
 /// The largest DATA frame an HTTP/2 client may send Pingora (the protocol's default).
 const H2_FRAME: usize = 16 * 1024;
 
-/// The bytes of a body read up front that Pingora's retry buffer does not hold, to go in front
-/// of what it sends.
+/// The bytes of a body read up front, to be sent as the first chunk of each attempt.
 #[derive(Debug, Default)]
 pub struct Held {
-    prefix: Bytes,
+    read: Bytes,
+    /// Pingora's retry buffer holds the end of `read`, and sends it first: that chunk is
+    /// replaced. Otherwise the first chunk is the next one read from the client, and `read` goes
+    /// in front of it.
+    replaces_first: bool,
     /// Not yet given back on this attempt.
     pending: bool,
 }
@@ -38,23 +42,22 @@ pub struct Held {
 impl Held {
     /// A new attempt to send the request upstream begins: the held bytes go with it.
     pub fn attempt(&mut self) {
-        self.pending = !self.prefix.is_empty();
+        self.pending = !self.read.is_empty();
     }
 
-    /// Puts the held bytes in front of the first chunk an attempt sends.
+    /// Sends the held bytes with the first chunk an attempt sends.
     pub fn give_back(&mut self, body: &mut Option<Bytes>) {
         if !std::mem::take(&mut self.pending) {
             return;
         }
         *body = Some(match body.take() {
-            None => self.prefix.clone(),
-            Some(rest) if rest.is_empty() => self.prefix.clone(),
-            Some(rest) => {
-                let mut joined = BytesMut::with_capacity(self.prefix.len() + rest.len());
-                joined.extend_from_slice(&self.prefix);
+            Some(rest) if !self.replaces_first && !rest.is_empty() => {
+                let mut joined = BytesMut::with_capacity(self.read.len() + rest.len());
+                joined.extend_from_slice(&self.read);
                 joined.extend_from_slice(&rest);
                 joined.freeze()
             }
+            _ => self.read.clone(),
         });
     }
 }
@@ -78,7 +81,7 @@ pub async fn read_model(
         return Ok((None, Held::default()));
     }
     let h2 = session.is_http2();
-    let mut body = BytesMut::new();
+    let mut body = BytesMut::with_capacity(length.unwrap_or(0));
     // Where Pingora's buffer starts: what it holds is body[replayed..].
     let mut replayed = None;
     let done = loop {
@@ -105,13 +108,12 @@ pub async fn read_model(
         true => model_of(&body, routing),
         false => None,
     };
-    // The retry buffer holds what was read since it went on, unless it overflowed: then nothing.
-    let kept = match (replayed, session.as_ref().retry_buffer_truncated()) {
-        (Some(at), false) => at,
-        _ => body.len(),
-    };
+    // The retry buffer holds what was read since it went on (if anything), unless it overflowed.
+    let replaces_first =
+        replayed.is_some_and(|at| at < body.len()) && !session.as_ref().retry_buffer_truncated();
     let held = Held {
-        prefix: body.split_to(kept).freeze(),
+        read: body.freeze(),
+        replaces_first,
         pending: false,
     };
     Ok((model, held))
@@ -166,30 +168,39 @@ mod tests {
     }
 
     #[test]
-    fn held_bytes_go_in_front_of_the_first_chunk_of_each_attempt() {
-        let mut held = Held {
-            prefix: Bytes::from_static(b"{\"model\":"),
+    fn held_bytes_go_with_the_first_chunk_of_each_attempt() {
+        let held = |replaces_first| Held {
+            read: Bytes::from_static(b"{\"model\":\"m\"}"),
+            replaces_first,
             pending: false,
         };
+        // Pingora's retry buffer sends the tail of what was read: the whole takes its place.
+        let mut h = held(true);
         let mut body = Some(Bytes::from_static(b"\"m\"}"));
-        held.give_back(&mut body);
+        h.give_back(&mut body);
         assert_eq!(
             body.as_deref(),
             Some(&b"\"m\"}"[..]),
             "not before an attempt"
         );
-        held.attempt();
-        held.give_back(&mut body);
+        h.attempt();
+        h.give_back(&mut body);
         assert_eq!(body.as_deref(), Some(&b"{\"model\":\"m\"}"[..]));
         let mut next = Some(Bytes::from_static(b"more"));
-        held.give_back(&mut next);
+        h.give_back(&mut next);
         assert_eq!(next.as_deref(), Some(&b"more"[..]), "once per attempt");
-        held.attempt();
+        // Nothing buffered by Pingora: the next chunk read follows what was read.
+        let mut h = held(false);
+        h.attempt();
+        let mut rest = Some(Bytes::from_static(b" "));
+        h.give_back(&mut rest);
+        assert_eq!(rest.as_deref(), Some(&b"{\"model\":\"m\"} "[..]));
+        h.attempt();
         let mut end = None;
-        held.give_back(&mut end);
+        h.give_back(&mut end);
         assert_eq!(
             end.as_deref(),
-            Some(&b"{\"model\":"[..]),
+            Some(&b"{\"model\":\"m\"}"[..]),
             "an end of body gets them too"
         );
         let mut nothing = Held::default();
