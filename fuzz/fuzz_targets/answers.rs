@@ -13,7 +13,7 @@ fn quality() -> &'static Quality {
     static Q: OnceLock<Quality> = OnceLock::new();
     Q.get_or_init(|| {
         let text = "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\ncolors:\n  blue:\n    backends: [{addr: 127.0.0.1:3}]\nquality:\n  prediction: /predictions/*/label\n  score: /predictions/*/score\n  max_body: 4KiB\n";
-        config::parse(text).unwrap().quality.unwrap()
+        config::parse(text).unwrap().routes.remove(0).quality.unwrap()
     })
 }
 
@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = Pointer::parse(&String::from_utf8_lossy(line));
     }
     let _ = answer::json(rest, q);
+    let routing = blueshift::config::Routing {
+        model_field: Pointer::parse("/model").unwrap(),
+        max_body: 1 << 20,
+    };
+    let _ = blueshift::proxy::body::model_of(rest, &routing);
 
     let mut resp = ResponseHeader::build(200, None).unwrap();
     let encoding = ENCODINGS[usize::from(mode) % ENCODINGS.len()];

@@ -160,6 +160,16 @@ mod tests {
         assert_eq!(model_of(br#"{"model":"llama""#, &r), None, "truncated");
         assert_eq!(model_of(b"model=llama", &r), None, "not JSON");
         assert_eq!(model_of(b"{\"model\":\"\xff\"}", &r), None, "not UTF-8");
+        let deep = format!(
+            "{{\"model\":\"m\",\"x\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            model_of(deep.as_bytes(), &r).as_deref(),
+            Some("m"),
+            "a deeply nested sibling is scanned, not recursed into"
+        );
         let nested = routing("/parameters/model");
         assert_eq!(
             model_of(br#"{"parameters":{"model":"m"}}"#, &nested).as_deref(),
