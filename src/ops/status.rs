@@ -76,9 +76,47 @@ pub struct MatchStatus {
 }
 
 impl MatchStatus {
+    /// A route's match as configured.
+    pub fn of(m: &Match) -> MatchStatus {
+        MatchStatus {
+            host: m.host.as_ref().map(|h| match h {
+                Host::Exact(h) => h.clone(),
+                Host::Suffix(s) => format!("*{s}"),
+            }),
+            path_prefix: m.path_prefix.clone(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            model: m.model.clone(),
+        }
+    }
+
     /// A catch-all.
     pub fn is_empty(&self) -> bool {
         *self == MatchStatus::default()
+    }
+
+    /// What the route takes, in words: `path /v1/chat/completions, model llama-3-8b`.
+    pub fn describe(&self) -> String {
+        let mut what = Vec::new();
+        if let Some(h) = &self.host {
+            what.push(format!("host {h}"));
+        }
+        if let Some(p) = &self.path_prefix {
+            what.push(format!("path {p}"));
+        }
+        for (k, v) in &self.headers {
+            what.push(format!("{k}: {v}"));
+        }
+        if let Some(model) = &self.model {
+            what.push(format!("model {model}"));
+        }
+        match what.is_empty() {
+            true => "every request".into(),
+            false => what.join(", "),
+        }
     }
 }
 
@@ -369,7 +407,7 @@ impl RouteStatus {
             }
         });
         RouteStatus {
-            matches: match_status(&r.matches),
+            matches: MatchStatus::of(&r.matches),
             state: v.state,
             stable: r.stable_name().to_owned(),
             weights: rt
@@ -389,21 +427,5 @@ impl RouteStatus {
                 at: rfc3339(rb.at),
             }),
         }
-    }
-}
-
-fn match_status(m: &Match) -> MatchStatus {
-    MatchStatus {
-        host: m.host.as_ref().map(|h| match h {
-            Host::Exact(h) => h.clone(),
-            Host::Suffix(s) => format!("*{s}"),
-        }),
-        path_prefix: m.path_prefix.clone(),
-        headers: m
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-        model: m.model.clone(),
     }
 }

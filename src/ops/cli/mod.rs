@@ -63,17 +63,14 @@ pub fn status(admin: &str, raw_json: bool, route: Option<&str>) -> Result<(), Er
             names.join(", ")
         )));
     }
-    print!(
-        "{}",
-        render(
-            admin,
-            &doc,
-            route,
-            Style::detect(),
-            std::time::SystemTime::now()
-        )
-    );
+    show(admin, &doc, route);
     Ok(())
+}
+
+/// Prints the table for a `/status` document (every route, or the one named).
+fn show(admin: &str, doc: &Status, route: Option<&str>) {
+    let now = std::time::SystemTime::now();
+    print!("{}", render(admin, doc, route, Style::detect(), now));
 }
 
 fn parse(admin: &str, body: &str) -> Result<Status, Error> {
@@ -101,16 +98,7 @@ pub fn action(admin: &str, name: &str, route: Option<&str>) -> Result<(), Error>
         return Err(Error::Other(format!("{name} refused: {why}")));
     }
     let doc = parse(admin, &a.body)?;
-    print!(
-        "{}",
-        render(
-            admin,
-            &doc,
-            route,
-            Style::detect(),
-            std::time::SystemTime::now()
-        )
-    );
+    show(admin, &doc, route);
     Ok(())
 }
 

@@ -80,7 +80,7 @@ pub fn render(
                 style.paint("1", name),
                 paint_state(r.state),
                 r.stable,
-                takes(r)
+                r.matches.describe()
             );
             route_block(&mut s, r, style, now);
         }
@@ -121,28 +121,6 @@ pub fn render(
         let _ = writeln!(s, "restart   {}", style.paint("33", r));
     }
     s
-}
-
-/// What a route's match takes, in words.
-fn takes(r: &RouteStatus) -> String {
-    let m = &r.matches;
-    let mut what = Vec::new();
-    if let Some(h) = &m.host {
-        what.push(format!("host {h}"));
-    }
-    if let Some(p) = &m.path_prefix {
-        what.push(format!("path {p}"));
-    }
-    for (k, v) in &m.headers {
-        what.push(format!("{k}: {v}"));
-    }
-    if let Some(model) = &m.model {
-        what.push(format!("model {model}"));
-    }
-    match what.is_empty() {
-        true => "every request".into(),
-        false => what.join(", "),
-    }
 }
 
 /// One route: its colors and backends, what they answer, the rollout, shadow and rollback.

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::config::{Health, Host, LatencyMode, Policy, Protocol, Route};
+use crate::config::{Health, LatencyMode, Policy, Protocol, Route};
+use crate::ops::status::MatchStatus;
 
 fn human(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -84,26 +85,7 @@ pub fn summary(path: &Path, p: &Policy) -> String {
 
 /// `sentiment  path /v1/sentiment  blue 90% stable, green 10%  rollout green: 10% -> 100%`.
 fn route_line(r: &Route) -> String {
-    let m = &r.matches;
-    let mut what = Vec::new();
-    match &m.host {
-        Some(Host::Exact(h)) => what.push(format!("host {h}")),
-        Some(Host::Suffix(h)) => what.push(format!("host *{h}")),
-        None => {}
-    }
-    if let Some(p) = &m.path_prefix {
-        what.push(format!("path {p}"));
-    }
-    for (k, v) in &m.headers {
-        what.push(format!("{k}: {v}"));
-    }
-    if let Some(model) = &m.model {
-        what.push(format!("model {model}"));
-    }
-    let takes = match what.is_empty() {
-        true => "every request".to_owned(),
-        false => what.join(", "),
-    };
+    let takes = MatchStatus::of(&r.matches).describe();
     let total: u32 = r.split.iter().sum();
     let colors: Vec<String> = r
         .colors
