@@ -18,7 +18,7 @@ pub struct Match {
     pub path_prefix: Option<String>,
     /// Headers that must be present with exactly these values.
     pub headers: Vec<(HeaderName, String)>,
-    /// The JSON body's model field (see [`Routing`]) must be this string.
+    /// The JSON body's model field (see [`super::Routing`]) must be this string.
     pub model: Option<String>,
 }
 

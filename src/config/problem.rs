@@ -39,7 +39,7 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-/// Why [`Policy::route_named`] found no route, as a sentence.
+/// Why [`super::Policy::route_named`] found no route, as a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoRoute {
     /// The name is no route's.

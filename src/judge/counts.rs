@@ -1,5 +1,5 @@
 //! What a color answered, counted per one-second bucket (alongside its requests in
-//! [`crate::judge::window`]) and summed over the rollback window.
+//! the outcome windows, `window.rs`) and summed over the rollback window.
 
 use std::fmt::Write;
 

@@ -19,7 +19,7 @@ pub struct Totals {
     pub requests: u64,
     /// Of those, 5xx answers and proxy errors.
     pub errors: u64,
-    /// Cumulative counts at each of [`DURATION_BUCKETS`], then the total count.
+    /// Cumulative counts at each of [`super::DURATION_BUCKETS`], then the total count.
     pub duration: Vec<u64>,
     /// The same for time to first byte.
     pub first_byte: Vec<u64>,

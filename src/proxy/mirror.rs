@@ -7,7 +7,7 @@
 //! connection pool, within a bound on mirrors in flight (past it the copy is skipped and
 //! counted). The client's request goes on untouched and never waits: the mirror reads the
 //! shadow's answer with the quality gates' tap, then waits for the client's answer to be over
-//! (the client's `logging` hands over what it was) and compares the two ([`compare`]).
+//! (the client's `logging` hands over what it was) and compares the two ([`crate::judge::compare`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use cookie::{Cookie, SameSite};
 
 use http::HeaderValue;
 
-/// The value of cookie `name` in one `Cookie` header's bytes, if present ([`crate::route::split::inputs`]
+/// The value of cookie `name` in one `Cookie` header's bytes, if present (the split's `inputs`
 /// looks in each of a request's `Cookie` headers in turn).
 ///
 /// A byte scan of RFC 6265's `name=value; name=value` rather than the `cookie` crate's full

@@ -5,8 +5,8 @@
 //! bytes (a token stream only its event in progress), and when the answer is complete it says
 //! what the model predicted ([`Answer`]). Compressed answers (gzip, deflate, br, zstd) are
 //! decompressed for inspection, up to `max_body` of decompressed bytes; other encodings are
-//! counted as skipped. The counts go into the color's window ([`window`]); the supervisor
-//! compares them with the stable color's ([`judge`]).
+//! counted as skipped. The counts go into the color's window ([`crate::judge::counts`]); the
+//! supervisor compares them with the stable color's ([`crate::judge::quality`]).
 
 mod extract;
 
