@@ -3,6 +3,8 @@
 
 mod common;
 
+use blueshift::judge::{Kind, StateName};
+use blueshift::ops::status::{RouteStatus, Status};
 use common::browser::Browser;
 use common::*;
 use serde_json::Value;
@@ -27,14 +29,19 @@ fn page(p: &Proxy, width: u32, height: u32) -> Browser {
     b
 }
 
+/// The one route of a policy without `routes:`, in the typed `/status`.
+fn one(s: &Status) -> &RouteStatus {
+    s.single
+        .as_ref()
+        .expect("one route's fields at the top level")
+}
+
 /// What the page's weight bar should say for a `/status` document.
-fn bar_label(s: &Value) -> String {
-    let weights = s["weights"].as_object().unwrap();
-    s["colors"]
-        .as_object()
-        .unwrap()
+fn bar_label(s: &Status) -> String {
+    let r = one(s);
+    r.colors
         .keys()
-        .map(|c| format!("{c} {}%", weights[c]))
+        .map(|c| format!("{c} {}%", r.weights[c]))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -67,11 +74,11 @@ fn the_page_follows_a_rollout_and_a_rollback_clicked_on_it_says_why() {
     let mut b = page(&p, 1280, 800);
 
     // The weights /status reports, and the rollout's timeline with its shadow step now.
-    let s = p.status();
-    assert_eq!(s["state"], "progressing");
+    let s = p.typed();
+    assert_eq!(one(&s).state, StateName::Progressing);
     eventually("the page to show /status's weights", || {
         let label = b.eval("document.getElementById('bar').getAttribute('aria-label')");
-        (label.as_str() == Some(bar_label(&p.status()).as_str())).then_some(())
+        (label.as_str() == Some(bar_label(&p.typed()).as_str())).then_some(())
     });
     assert_eq!(b.text("#state"), "progressing");
     assert_eq!(b.eval("document.querySelectorAll('.step').length"), 3);
@@ -79,7 +86,9 @@ fn the_page_follows_a_rollout_and_a_rollback_clicked_on_it_says_why() {
 
     // Traffic flows: the shadow step passes, the charts and the label table fill in.
     send(&p, 200, 0);
-    let s = p.wait_status("step 2", |s| s["rollout"]["step"] == 2);
+    let s = p.wait_typed("step 2", |s| {
+        one(s).rollout.as_ref().is_some_and(|r| r.step == 2)
+    });
     eventually("the page to show step 2 and its weights", || {
         let label = b.eval("document.getElementById('bar').getAttribute('aria-label')");
         (b.text(".step.now") == "20%step 2 · now" && label.as_str() == Some(&bar_label(&s)))
@@ -99,8 +108,10 @@ fn the_page_follows_a_rollout_and_a_rollback_clicked_on_it_says_why() {
     b.click("#act-rollback");
     assert!(b.text("#confirm-text").contains("Roll back"));
     b.click("#confirm-yes");
-    let s = p.wait_status("rolled_back", |s| s["state"] == "rolled_back");
-    let reason = s["rollback"]["reason"].as_str().unwrap().to_owned();
+    let s = p.wait_typed("rolled_back", |s| one(s).state == StateName::RolledBack);
+    let rollback = one(&s).rollback.clone().unwrap();
+    assert_eq!(rollback.kind, Kind::Manual);
+    let reason = rollback.reason;
     assert_eq!(reason, "manual");
     eventually("the page to say why", || {
         (b.text("#state") == "rolled back"
@@ -152,18 +163,18 @@ fn a_phone_sized_page_fits_and_a_refused_action_says_why() {
         m.contains("Refused (401)").then_some(m)
     });
     assert!(b.text("#message").contains("admin token"));
-    assert_eq!(p.status()["state"], "progressing");
+    assert_eq!(one(&p.typed()).state, StateName::Progressing);
 
     // A cancelled confirmation sends nothing.
     b.click("#act-rollback");
     b.click("#confirm-no");
-    assert_eq!(p.status()["state"], "progressing");
+    assert_eq!(one(&p.typed()).state, StateName::Progressing);
 
     // With the token typed in, the same click pauses the rollout.
     b.type_into("#token", "s3cret-token");
     b.click("#act-pause");
     b.click("#confirm-yes");
-    p.wait_status("paused", |s| s["state"] == "paused");
+    p.wait_typed("paused", |s| one(s).state == StateName::Paused);
     eventually("the page to show paused", || {
         (b.text("#state") == "paused" && b.text("#message").contains("done")).then_some(())
     });
@@ -294,10 +305,11 @@ fn the_page_picks_a_route_shows_every_routes_state_and_acts_on_the_one_shown() {
     b.click("#act-rollback");
     assert!(b.text("#confirm-text").contains("(route sentiment)"));
     b.click("#confirm-yes");
-    let s = p.wait_status("sentiment rolled back", |s| {
-        s["routes"]["sentiment"]["state"] == "rolled_back"
+    let s = p.wait_typed("sentiment rolled back", |s| {
+        s.routes["sentiment"].state == StateName::RolledBack
     });
-    assert_eq!(s["routes"]["llama"]["state"], "progressing");
+    assert!(s.single.is_none());
+    assert_eq!(s.routes["llama"].state, StateName::Progressing);
     eventually("the picker to show it", || {
         (b.text("#routes") == "llamaprogressingsentimentrolled back").then_some(())
     });

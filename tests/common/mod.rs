@@ -272,6 +272,24 @@ impl Proxy {
         });
     }
 
+    /// `GET /status` as the typed document the CLI reads.
+    pub fn typed(&self) -> blueshift::ops::status::Status {
+        let r = get(self.admin, "/status", &[]).unwrap();
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body))
+    }
+
+    /// Polls the typed `/status` until `f` accepts it.
+    pub fn wait_typed(
+        &self,
+        what: &str,
+        f: impl Fn(&blueshift::ops::status::Status) -> bool,
+    ) -> blueshift::ops::status::Status {
+        eventually(what, || {
+            let s = self.typed();
+            f(&s).then_some(s)
+        })
+    }
+
     /// Polls `/status` until `f` accepts it.
     pub fn wait_status(
         &self,
